@@ -1,0 +1,1 @@
+"""SQLite storage: the schema (numbered migrations) and the daemon's async writer."""
