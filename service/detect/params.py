@@ -27,4 +27,6 @@ class DetectorParams:
     baseline_window_s: float = param(30.0, "Window of the robust resting baseline (median), seconds.")
     epoch_s: float = param(30.0, "Sleep/wake epoch length, seconds.")
     wake_bout_epochs: int = param(2, "Consecutive wake epochs that make an awakening.")
-    cause_window_s: float = param(30.0, "A movement this many seconds before an awakening is its likely cause.")
+    cause_window_s: float = param(
+        30.0, "A movement this many seconds before an awakening is its likely cause."
+    )

@@ -1,0 +1,346 @@
+"""The daemon: start in written order, pump blocks through the detector, fan out, stop in reverse.
+
+One asyncio loop. The sample source iterates Blocks (a live sensor samples on its own thread);
+the detector is pure and fast, so it runs on the loop; the store (aiosqlite) and the MQTT
+link (paho's thread) cross into the loop as they must. Every event is written to SQLite,
+with its outbox row, before MQTT sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from hardware.block import SampleSource
+from service import __version__
+from service.config import Config
+from service.detect import Detector
+from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
+from service.live import LiveState
+from service.mqtt import MqttLink
+from service.payloads import event_row
+from service.sdnotify import notify, watchdog_interval_s
+from service.store.store import Store
+from service.timefmt import iso_utc, utc_now
+from service.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+#: Live state is written to the database at most this often unless a flag flips.
+LIVE_WRITE_PERIOD_S = 1.0
+#: Vitals-only changes of the retained MQTT state are published at most this often.
+STATE_PUBLISH_PERIOD_S = 10.0
+#: How many event ids are remembered to resolve an awakening's cause.
+CAUSE_MEMORY = 1000
+
+
+class Daemon:
+    """Runs one sample source through the detector into the store, MQTT and the dashboard."""
+
+    def __init__(self, cfg: Config, source: SampleSource, source_label: str) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.source_label = source_label
+        self.topics = Topics(cfg.mqtt.base_topic, cfg.unit_id, cfg.mqtt.discovery_prefix)
+        self.live = LiveState()
+        self.store: Store | None = None
+        self.mqtt: MqttLink | None = None
+        self.detector: Detector | None = None
+        self.night_id: str | None = None
+        self._web: subprocess.Popen[bytes] | None = None
+        self._stream_start: datetime | None = None
+        self._event_ids: OrderedDict[int, str] = OrderedDict()
+        self._stopping = asyncio.Event()
+        self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._last_live_write = 0.0
+        self._last_state_publish = 0.0
+        self._last_watchdog = 0.0
+        self._watchdog_s = watchdog_interval_s()
+        self.blocks = 0
+        self.events_written = 0
+
+    # ----- start and stop --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open store, start the night, connect MQTT, start the dashboard, create the detector."""
+        await self._step("open store", self._open_store, self._close_store)
+        await self._step("start night", self._start_night, self._end_night)
+        if self.cfg.mqtt.enabled:
+            await self._step("connect MQTT", self._start_mqtt, self._stop_mqtt)
+        if self.cfg.web.enabled:
+            await self._step("start dashboard", self._start_web, self._stop_web)
+        await self._step("start detector", self._start_detector, self._flush_detector)
+        await self._step("start sampler", self._noop, self._close_source)
+        notify(f"READY=1\nSTATUS=recording night {self.night_id}")
+
+    async def stop(self) -> None:
+        """Undo the start steps in reverse, logging each; one failing step does not skip the rest."""
+        notify("STOPPING=1")
+        while self._undo:
+            name, undo = self._undo.pop()
+            logger.info("stopping: %s", name)
+            try:
+                await undo()
+            except Exception:
+                logger.exception("stopping: %s failed", name)
+        logger.info("stopped")
+
+    async def _step(
+        self, name: str, do: Callable[[], Awaitable[None]], undo: Callable[[], Awaitable[None]]
+    ) -> None:
+        logger.info("starting: %s", name)
+        await do()
+        self._undo.append((name, undo))
+
+    async def _noop(self) -> None:
+        return None
+
+    async def _open_store(self) -> None:
+        self.store = await Store.open(self.cfg.storage.db_path, self.cfg.storage.busy_timeout_s)
+        self.live.outbox_len = await self.store.outbox_len()
+
+    async def _close_store(self) -> None:
+        assert self.store is not None
+        await self.store.close()
+
+    async def _start_night(self) -> None:
+        assert self.store is not None
+        now = utc_now()
+        self.night_id = f"{now:%Y%m%dT%H%M%SZ}-{self.cfg.unit_id}-{uuid.uuid4().hex[:6]}"
+        await self.store.start_night(
+            self.night_id,
+            self.cfg.unit_id,
+            iso_utc(now),
+            self.cfg.detector_params().profile,
+            self.source_label,
+        )
+        self.live.night_id = self.night_id
+        logger.info("night %s started (source: %s)", self.night_id, self.source_label)
+
+    async def _end_night(self) -> None:
+        assert self.store is not None and self.night_id is not None
+        summary = {
+            "night_id": self.night_id,
+            "counts": dict(self.live.counts),
+            "movements": sum(self.live.counts[t] for t in MOVEMENT_TYPES),
+        }
+        ended = utc_now()
+        await self.store.end_night(self.night_id, iso_utc(ended), summary)
+        if self.mqtt is not None:
+            self.mqtt.publish_retained(self.topics.night, {**summary, "ended": iso_utc(ended)})
+
+    async def _start_mqtt(self) -> None:
+        assert self.store is not None
+        self.mqtt = MqttLink(
+            self.cfg.mqtt,
+            self.topics,
+            self.store,
+            on_command=self._on_command,
+            on_connection_change=self._on_mqtt_connection,
+        )
+        self.mqtt.start()
+        if self.live.outbox_len:
+            logger.info("%d message(s) waiting in the outbox from before", self.live.outbox_len)
+            self.mqtt.kick()
+
+    async def _stop_mqtt(self) -> None:
+        assert self.mqtt is not None
+        await self.mqtt.stop()
+
+    async def _start_web(self) -> None:
+        cmd = [
+            sys.executable, "-m", "service", "web",
+            "--db", self.cfg.storage.db_path,
+            "--host", self.cfg.web.host,
+            "--port", str(self.cfg.web.port),
+            "--unit-id", self.cfg.unit_id,
+        ]  # fmt: skip
+        self._web = subprocess.Popen(cmd)
+        logger.info("dashboard at http://%s:%d (pid %d)", self.cfg.web.host, self.cfg.web.port, self._web.pid)
+
+    async def _stop_web(self) -> None:
+        assert self._web is not None
+        self._web.terminate()
+        try:
+            await asyncio.to_thread(self._web.wait, 5.0)
+        except subprocess.TimeoutExpired:
+            self._web.kill()
+            await asyncio.to_thread(self._web.wait)
+
+    async def _start_detector(self) -> None:
+        self.detector = Detector(rate_hz=self.source.rate_hz, params=self.cfg.detector_params())
+
+    async def _flush_detector(self) -> None:
+        assert self.detector is not None
+        await self._handle(self.detector.flush())
+
+    async def _close_source(self) -> None:
+        await self.source.close()
+
+    # ----- running ---------------------------------------------------------------------------
+    def request_stop(self, why: str) -> None:
+        """Ask the pump to stop after the current block (safe from signal handlers)."""
+        if not self._stopping.is_set():
+            logger.info("stop requested (%s)", why)
+            self._stopping.set()
+
+    async def run(self) -> int:
+        """Start, pump until the source ends or a stop is requested, stop. Returns an exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        try:
+            await self.start()
+            await self._pump()
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return 0
+
+    async def _pump(self) -> None:
+        assert self.detector is not None
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        iterator = aiter(self.source)
+        try:
+            while not self._stopping.is_set():
+                next_block = asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait({next_block, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if next_block not in done:
+                    next_block.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await next_block
+                    break
+                try:
+                    block = next_block.result()
+                except StopAsyncIteration:
+                    logger.info("source ended after %d blocks", self.blocks)
+                    break
+                if self._stream_start is None:
+                    self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
+                self.blocks += 1
+                await self._handle(self.detector.process(block.samples))
+                self._feed_watchdog()
+        finally:
+            stop_wait.cancel()
+
+    def _feed_watchdog(self) -> None:
+        if self._watchdog_s is None:
+            return
+        now = time.monotonic()
+        if now - self._last_watchdog >= self._watchdog_s:
+            notify("WATCHDOG=1")
+            self._last_watchdog = now
+
+    # ----- fan-out ---------------------------------------------------------------------------
+    async def _handle(self, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        flipped = False
+        for out in outputs:
+            if isinstance(out, Event):
+                await self._on_event(out)
+                flipped = True
+            elif isinstance(out, State):
+                flipped |= self._on_state(out)
+            elif isinstance(out, Epoch):
+                await self._on_epoch(out)
+            elif isinstance(out, Vitals):
+                await self._on_vitals(out)
+        await self._publish_live(force=flipped)
+
+    def _utc(self, t_s: float) -> str:
+        assert self._stream_start is not None
+        return iso_utc(self._stream_start + timedelta(seconds=t_s))
+
+    async def _on_event(self, event: Event) -> None:
+        assert self.store is not None and self.night_id is not None and self._stream_start is not None
+        event_id = uuid.uuid4().hex
+        self._event_ids[event.seq] = event_id
+        while len(self._event_ids) > CAUSE_MEMORY:
+            self._event_ids.popitem(last=False)
+        cause_id = self._event_ids.get(event.cause_seq) if event.cause_seq is not None else None
+        row = event_row(
+            event,
+            event_id=event_id,
+            night_id=self.night_id,
+            stream_start=self._stream_start,
+            cause_id=cause_id,
+        )
+        payload = {**row, "unit_id": self.cfg.unit_id}
+
+        await self.store.add_event(
+            row,
+            [(self.topics.event, json.dumps(payload, separators=(",", ":")), 1, False)],
+            iso_utc(utc_now()),
+        )
+        self.events_written += 1
+        self.live.counts[event.type] += 1
+        if event.type == "sensor_fault":
+            self.live.sensor_ok = False
+        self.live.outbox_len += 1
+        if self.mqtt is not None:
+            self.mqtt.kick()
+
+    def _on_state(self, state: State) -> bool:
+        changed = (state.in_bed, state.moving, state.asleep) != (
+            self.live.in_bed,
+            self.live.moving,
+            self.live.asleep,
+        )
+        self.live.in_bed, self.live.moving, self.live.asleep = state.in_bed, state.moving, state.asleep
+        if state.in_bed is False:
+            self.live.heart_bpm = self.live.breath_bpm = None
+        return changed
+
+    async def _on_epoch(self, epoch: Epoch) -> None:
+        assert self.store is not None and self.night_id is not None
+        await self.store.add_epoch(
+            self.night_id,
+            self._utc(epoch.start_s),
+            epoch.duration_s,
+            float(epoch.count),
+            epoch.asleep,
+            epoch.in_bed,
+        )
+
+    async def _on_vitals(self, vitals: Vitals) -> None:
+        assert self.store is not None and self.night_id is not None
+        self.live.heart_bpm, self.live.breath_bpm = vitals.heart_bpm, vitals.breath_bpm
+        await self.store.add_vitals(self.night_id, self._utc(vitals.t_s), vitals.heart_bpm, vitals.breath_bpm)
+
+    async def _publish_live(self, *, force: bool) -> None:
+        assert self.store is not None
+        now = time.monotonic()
+        if self.mqtt is not None:
+            self.live.mqtt_connected = self.mqtt.connected
+            self.live.outbox_len = await self.store.outbox_len() if force else self.live.outbox_len
+            if force or now - self._last_state_publish >= STATE_PUBLISH_PERIOD_S:
+                self.mqtt.publish_retained(self.topics.state, self.live.as_dict())
+                self._last_state_publish = now
+        if force or now - self._last_live_write >= LIVE_WRITE_PERIOD_S:
+            self.live.updated_at = iso_utc(utc_now())
+            await self.store.set_live_state(self.cfg.unit_id, self.live.updated_at, self.live.as_dict())
+            self._last_live_write = now
+
+    def _on_mqtt_connection(self, connected: bool) -> None:
+        self.live.mqtt_connected = connected
+
+    def _on_command(self, name: str, payload: bytes) -> None:
+        # Commands (start/stop a night, mark, profile) arrive with the MQTT issue; until then
+        # every command is logged and ignored, and none can delete data.
+        logger.warning(
+            "MQTT command %r (%d bytes) ignored: commands are not supported in %s",
+            name,
+            len(payload),
+            __version__,
+        )

@@ -1,0 +1,211 @@
+"""The ``bedside`` command: run, analyze, validate-config, web.
+
+Exit codes: 0 success; 1 runtime failure; 2 bad command line (argparse); 3 invalid
+configuration; 4 unreadable recording or sensor; 5 database problem. Errors are one clear
+message on stderr, never a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from service import __version__
+from service.errors import BedsideError, ConfigError, RecordingError, SensorError, StoreError
+
+logger = logging.getLogger("bedside")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG, EXIT_INPUT, EXIT_STORE = 0, 1, 2, 3, 4, 5
+
+
+def _setup_logging(level: str) -> None:
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):  # journald adds its own timestamps
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bedside",
+        description="Bedside movement monitor: counts and reports movements in bed; never diagnoses.",
+    )
+    p.add_argument("--version", action="version", version=f"bedside {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (simulated sensor by default)")
+    run.add_argument("--config", help="TOML config file (default: $BEDSIDE_CONFIG or built-in defaults)")
+    run.add_argument("--sensor", help="simulated | replay:PATH | piezo | imu")
+    run.add_argument("--speed", type=float, help="simulated/replay speed (1 = real time, 0 = fastest)")
+    run.add_argument("--duration-s", type=float, help="length of the simulated night in seconds")
+    run.add_argument("--seed", type=int, help="seed of the simulated night")
+    run.add_argument("--rate-hz", type=float, help="sampling rate in Hz")
+    run.add_argument("--db", help="SQLite database file")
+    run.add_argument("--mqtt-host", help="MQTT broker host")
+    run.add_argument("--mqtt-port", type=int, help="MQTT broker port")
+    run.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
+    run.add_argument("--unit-id", help="name of this unit (topics, ids)")
+    run.add_argument("--web-port", type=int, help="dashboard port")
+    run.add_argument("--no-web", action="store_true", help="do not start the dashboard")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    an = sub.add_parser("analyze", help="run the detector over a recording and print what it finds")
+    an.add_argument("recording", help="CSV file, or .npy array of samples (needs --rate-hz)")
+    an.add_argument("--rate-hz", type=float, help="sample rate (else from the time column)")
+    an.add_argument("--column", help="CSV column with the signal")
+    an.add_argument("--time-column", help="CSV column with time stamps")
+    an.add_argument("--time-unit", choices=["ms", "s"], default="ms", help="unit of the time column")
+    an.add_argument("--profile", choices=["aasm", "wasm2016"], help="rule profile for PLM series")
+    an.add_argument("--config", help="config file whose [detector] section to use")
+    an.add_argument("--json", action="store_true", help="print the full JSON document")
+
+    vc = sub.add_parser("validate-config", help="check a config file; exit 0 if valid")
+    vc.add_argument("path", nargs="?", help="TOML config file")
+    vc.add_argument("--explain", action="store_true", help="print every key with its default and meaning")
+
+    web = sub.add_parser("web", help="serve the dashboard (waitress)")
+    web.add_argument("--config", help="TOML config file")
+    web.add_argument("--db", help="SQLite database file")
+    web.add_argument("--host", help="listen address")
+    web.add_argument("--port", type=int, help="listen port")
+    web.add_argument("--unit-id", help="unit name")
+    return p
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            o.setdefault(section, {})[key] = value
+
+    if args.sensor:
+        if args.sensor.startswith("replay:"):
+            put("sensor", "kind", "replay")
+            put("sensor", "replay_path", args.sensor[len("replay:") :])
+        else:
+            put("sensor", "kind", args.sensor)
+    put("sensor", "speed", args.speed)
+    put("sensor", "sim_duration_s", args.duration_s)
+    put("sensor", "seed", args.seed)
+    put("sensor", "rate_hz", args.rate_hz)
+    put("storage", "db_path", args.db)
+    put("mqtt", "host", args.mqtt_host)
+    put("mqtt", "port", args.mqtt_port)
+    if args.no_mqtt:
+        put("mqtt", "enabled", False)
+    put("web", "port", args.web_port)
+    if args.no_web:
+        put("web", "enabled", False)
+    put("logging", "level", args.log_level)
+    if args.unit_id:
+        o["unit_id"] = args.unit_id
+    return o
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from service.app import Daemon
+    from service.config import load_config
+    from service.sources import make_source
+
+    cfg = load_config(args.config, overrides=_run_overrides(args))
+    _setup_logging(cfg.logging.level)
+    source, label = make_source(cfg.sensor)
+    logger.info("bedside %s starting: unit %s, %s", __version__, cfg.unit_id, label)
+    return asyncio.run(Daemon(cfg, source, label).run())
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from hardware.replay import load_recording
+
+    from service.analyze import analysis_json
+    from service.config import load_config
+
+    overrides = {"detector": {"profile": args.profile}} if args.profile else None
+    cfg = load_config(args.config, overrides=overrides)
+    rec = load_recording(
+        args.recording,
+        column=args.column,
+        rate_hz=args.rate_hz,
+        time_column=args.time_column,
+        time_unit=args.time_unit,
+    )
+    doc = analysis_json(rec.samples, rec.rate_hz, cfg.detector_params())
+    if args.json:
+        json.dump(doc, sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        r = doc["recording"]
+        print(
+            f"{args.recording}: {r['samples']} samples at {r['rate_hz']:g} Hz ({r['duration_s'] / 60:.1f} min)"
+        )
+        for e in doc["events"]:
+            print(f"  {e['start_s']:10.2f} s  {e['type']:<15} {e['duration_s']:7.2f} s  x{e['intensity']}")
+        print(f"summary: {json.dumps(doc['summary'])}")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from service.config import explain, load_config
+
+    if args.explain:
+        print(explain(), end="")
+        return EXIT_OK
+    if not args.path:
+        print("bedside validate-config: give a config file path (or --explain)", file=sys.stderr)
+        return EXIT_USAGE
+    load_config(args.path, environ={})
+    print(f"{args.path}: valid")
+    return EXIT_OK
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    from service.config import load_config
+    from web.serve import serve
+
+    overrides: dict[str, Any] = {}
+    if args.db:
+        overrides["storage"] = {"db_path": args.db}
+    web: dict[str, Any] = {}
+    if args.host:
+        web["host"] = args.host
+    if args.port is not None:
+        web["port"] = args.port
+    if web:
+        overrides["web"] = web
+    if args.unit_id:
+        overrides["unit_id"] = args.unit_id
+    cfg = load_config(args.config, overrides=overrides)
+    _setup_logging(cfg.logging.level)
+    serve(cfg.storage.db_path, host=cfg.web.host, port=cfg.web.port, unit_id=cfg.unit_id)
+    return EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "analyze": _cmd_analyze, "validate-config": _cmd_validate, "web": _cmd_web}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bedside`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"bedside: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (RecordingError, SensorError) as exc:
+        print(f"bedside: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except StoreError as exc:
+        print(f"bedside: database error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except BedsideError as exc:
+        print(f"bedside: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,283 @@
+"""Typed, strict configuration: a TOML file plus ``BEDSIDE_*`` environment overrides.
+
+Every key is documented (``bedside validate-config --explain`` prints them) and carries its
+unit in its name. Unknown keys are errors. An environment variable
+``BEDSIDE_<SECTION>__<KEY>`` (``BEDSIDE_MQTT__PORT=1884``) or ``BEDSIDE_<KEY>`` for a top-level
+key overrides the file; its value is read as a TOML value when it parses as one
+(numbers, booleans, quoted strings), else as a plain string. Secrets are never stored in
+the file: ``mqtt.password_file`` names a file, or the credential ``mqtt_password`` is read
+from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from service.detect.params import DetectorParams
+from service.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "BEDSIDE_"
+#: Environment variables with our prefix that are not config overrides.
+RESERVED_ENV = frozenset({"BEDSIDE_CONFIG"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SensorConfig(_Strict):
+    """Where samples come from."""
+
+    kind: Literal["simulated", "replay", "piezo", "imu"] = Field(
+        "simulated", description="simulated (default, no hardware), replay (a file), piezo or imu."
+    )
+    rate_hz: float = Field(250.0, ge=1.0, le=1000.0, description="Sampling rate in Hz.")
+    block_s: float = Field(0.1, gt=0.0, le=2.0, description="Seconds of samples per block.")
+    speed: float = Field(
+        1.0, ge=0.0, description="Simulated/replay speed: 1 = real time, 0 = as fast as possible."
+    )
+    seed: int = Field(0, description="Seed of the simulated night (same seed, same night).")
+    sim_duration_s: float = Field(8 * 3600.0, gt=0.0, description="Length of the simulated night in seconds.")
+    sim_glitches: bool = Field(True, description="Add occasional sensor glitches to the simulation.")
+    replay_path: str | None = Field(None, description="Recording to replay (CSV or .npy).")
+    replay_column: str | None = Field(None, description="Column of the recording to replay.")
+    replay_time_column: str | None = Field(None, description="Time column of the recording.")
+    replay_time_unit: Literal["ms", "s"] = Field("ms", description="Unit of the time column.")
+    spi_channel: int = Field(0, ge=0, le=7, description="MCP3008/MCP3208 input channel.")
+    adc_chip: Literal["mcp3008", "mcp3208"] = Field("mcp3208", description="ADC chip on SPI.")
+    i2c_bus: int = Field(1, ge=0, description="I2C bus number of the MPU-6050.")
+    i2c_address: int = Field(0x68, ge=0x08, le=0x77, description="I2C address of the MPU-6050.")
+    imu_axis: Literal["x", "y", "z", "magnitude"] = Field("magnitude", description="IMU axis to analyse.")
+
+    @model_validator(mode="after")
+    def _replay_needs_path(self) -> SensorConfig:
+        if self.kind == "replay" and not self.replay_path:
+            raise ValueError("sensor.kind = 'replay' needs sensor.replay_path")
+        return self
+
+
+class StorageConfig(_Strict):
+    """Where nights are kept."""
+
+    db_path: str = Field("var/bedside.sqlite3", description="SQLite database file.")
+    busy_timeout_s: float = Field(5.0, gt=0.0, description="SQLite busy timeout in seconds.")
+
+
+class MqttConfig(_Strict):
+    """The link to the home hub."""
+
+    enabled: bool = Field(True, description="Publish to an MQTT broker.")
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    base_topic: str = Field("bedside", min_length=1, description="Topic root: <base>/<unit>/...")
+    discovery_prefix: str = Field("homeassistant", min_length=1, description="HA discovery prefix.")
+    username: str | None = Field(None, description="Broker user name.")
+    password_file: str | None = Field(None, description="File holding the broker password.")
+    tls: bool = Field(False, description="Connect with TLS.")
+    tls_ca_file: str | None = Field(None, description="CA certificate file for TLS.")
+    tls_cert_file: str | None = Field(None, description="Client certificate file (optional).")
+    tls_key_file: str | None = Field(None, description="Client key file (optional).")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    reconnect_min_s: float = Field(1.0, gt=0.0, description="First reconnect delay, seconds.")
+    reconnect_max_s: float = Field(60.0, gt=0.0, description="Longest reconnect delay, seconds.")
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if "/" in self.base_topic.strip("/") or any(c in self.base_topic for c in "#+"):
+            raise ValueError("mqtt.base_topic must be one topic level without '/', '#' or '+'")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("mqtt.reconnect_max_s must be >= mqtt.reconnect_min_s")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("mqtt.tls_cert_file and mqtt.tls_key_file go together")
+        return self
+
+
+class WebConfig(_Strict):
+    """The dashboard."""
+
+    enabled: bool = Field(True, description="Start the dashboard with `bedside run`.")
+    host: str = Field("127.0.0.1", description="Address the dashboard listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Dashboard TCP port (0 = any free).")
+
+
+class LoggingConfig(_Strict):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+
+def _detector_model() -> type[BaseModel]:
+    """The ``[detector]`` section, generated from DetectorParams so each threshold is defined once."""
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(DetectorParams):
+        fields[f.name] = (f.type, Field(f.default, description=f.metadata.get("doc", "")))
+    return create_model(
+        "DetectorConfig", __config__=ConfigDict(extra="forbid", strict=True, frozen=True), **fields
+    )
+
+
+if TYPE_CHECKING:
+    DetectorConfig = BaseModel
+else:
+    DetectorConfig = _detector_model()
+
+
+class Config(_Strict):
+    """The whole configuration. Defaults run the demo with no file at all."""
+
+    unit_id: str = Field(
+        "bedside",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Name of this unit: letters, digits, '-' and '_' (used in topics and ids).",
+    )
+    sensor: SensorConfig = Field(default_factory=SensorConfig)  # type: ignore[arg-type]
+    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
+    web: WebConfig = Field(default_factory=WebConfig)  # type: ignore[arg-type]
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+
+    def detector_params(self) -> DetectorParams:
+        """The detector settings as the detector takes them."""
+        return DetectorParams(**self.detector.model_dump())
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """Nested dict of overrides from ``BEDSIDE_*`` variables (keys lower-cased)."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty key part")
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: {part} is not a section")
+            node = child
+        node[path[-1]] = _parse_env_value(raw)
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: {err.error_count()} problem(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            reason = "unknown key (check the spelling; `bedside validate-config --explain` lists keys)"
+        else:
+            reason = e["msg"]
+            if "input" in e and not isinstance(e["input"], dict):
+                reason += f" (got {e['input']!r})"
+        lines.append(f"  {key}: {reason}")
+    return "\n".join(lines)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict; ConfigError naming the file and the problem otherwise."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path}: is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: dict[str, str] | os._Environ[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Load and validate: defaults < file < environment < ``overrides`` (from the CLI).
+
+    ``path`` None reads ``$BEDSIDE_CONFIG`` if set, else nothing. Raises ConfigError with
+    one line per problem, each naming the key.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and env.get("BEDSIDE_CONFIG"):
+        path = env["BEDSIDE_CONFIG"]
+    data: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
+    origin = str(path) if path is not None else "configuration"
+    data = _merge(data, env_overrides(env))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def explain() -> str:
+    """Every key with its default and description, as TOML comments (for --explain)."""
+    lines: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                lines.append(f"\n[{prefix}{name}]  # {ann.__doc__ or ''}".rstrip())
+                walk(ann, f"{prefix}{name}.")
+            else:
+                default = info.get_default(call_default_factory=True)
+                lines.append(f"# {info.description}")
+                lines.append(f"{name} = {default!r}")
+
+    walk(Config, "")
+    return "\n".join(lines).strip() + "\n"
+
+
+def read_secret(file_path: str | None, credential: str) -> str | None:
+    """A secret from ``file_path`` or from ``$CREDENTIALS_DIRECTORY/<credential>``; None if neither.
+
+    Trailing newlines are stripped. A named file that cannot be read is a ConfigError.
+    """
+    candidates: list[tuple[str, Path]] = []
+    if file_path:
+        candidates.append((f"password file {file_path}", Path(file_path)))
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and not file_path:
+        p = Path(cred_dir) / credential
+        if p.exists():
+            candidates.append((f"credential {credential}", p))
+    for label, p in candidates:
+        try:
+            return p.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
+    return None

@@ -1,0 +1,255 @@
+"""The MQTT link to the home hub: availability, the outbox drain, retained state, commands.
+
+paho runs its own network thread (``loop_start``); every paho callback crosses to the
+asyncio loop with ``loop.call_soon_threadsafe`` and nothing blocking runs on the loop.
+
+Delivery: events are already in SQLite with an outbox row when they reach this module. The
+drain task publishes outbox rows in order (QoS 1) while connected and deletes a row only when
+the broker's PUBACK for it arrives. paho re-sends un-acknowledged QoS 1 messages itself after a
+reconnect; rows still in the outbox after a crash are published again at the next start, so a
+consumer may see an id twice and must drop duplicates by ``id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from service.config import MqttConfig, read_secret
+from service.errors import ConfigError
+from service.store.store import Store
+from service.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+#: Outbox messages handed to paho and not yet acknowledged, at most.
+MAX_IN_FLIGHT = 100
+
+CommandHandler = Callable[[str, bytes], None]
+
+
+class MqttLink:
+    """One paho client for the daemon. Create, ``start()``, then ``await stop()``.
+
+    ``on_command(name, payload)`` is called on the asyncio loop for each message under
+    ``<root>/cmd/``; the handler validates it (bad input is logged and ignored there).
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        topics: Topics,
+        store: Store,
+        *,
+        on_command: CommandHandler | None = None,
+        on_connection_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self.topics = topics
+        self._store = store
+        self._on_command = on_command
+        self._on_connection_change = on_connection_change
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._wake = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+        self._in_flight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._acked: list[int] = []
+        self._sent_upto = 0
+        self._last_state: str | None = None
+        self._retained: dict[str, str] = {}
+        self.connected = False
+        self._refusal_logged: str | None = None
+        self.published = 0
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    def _build_client(self) -> mqtt.Client:
+        cfg = self._cfg
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"bedside-{self.topics.unit_id}",
+            clean_session=True,
+        )
+        client.will_set(self.topics.availability, "offline", qos=1, retain=True)
+        if cfg.username:
+            password = read_secret(cfg.password_file, "mqtt_password")
+            client.username_pw_set(cfg.username, password)
+        elif cfg.password_file:
+            raise ConfigError("mqtt.password_file is set but mqtt.username is not")
+        if cfg.tls:
+            try:
+                client.tls_set(
+                    ca_certs=cfg.tls_ca_file,
+                    certfile=cfg.tls_cert_file,
+                    keyfile=cfg.tls_key_file,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"mqtt.tls_ca_file / tls_cert_file: cannot load ({exc})") from None
+        client.reconnect_delay_set(
+            min_delay=max(1, round(cfg.reconnect_min_s)), max_delay=max(1, round(cfg.reconnect_max_s))
+        )
+        client.max_inflight_messages_set(MAX_IN_FLIGHT)
+        client.on_connect = self._paho_on_connect
+        client.on_disconnect = self._paho_on_disconnect
+        client.on_publish = self._paho_on_publish
+        client.on_message = self._paho_on_message
+        return client
+
+    def start(self) -> None:
+        """Begin connecting in the background; never blocks, never fails on an absent broker."""
+        self._loop = asyncio.get_running_loop()
+        self._client = self._build_client()
+        self._client.connect_async(self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive_s)
+        self._client.loop_start()
+        self._drain_task = asyncio.create_task(self._drain(), name="mqtt-drain")
+        logger.info("MQTT: connecting to %s:%d in the background", self._cfg.host, self._cfg.port)
+
+    async def stop(self, drain_timeout_s: float = 3.0) -> None:
+        """Let the outbox drain a little, publish ``offline`` (retained), disconnect.
+
+        What is not acknowledged by then stays in the outbox for the next start.
+        """
+        client = self._client
+        if client is None:
+            return
+        if self.connected:
+            deadline = asyncio.get_running_loop().time() + drain_timeout_s
+            while asyncio.get_running_loop().time() < deadline:
+                if await self._store.outbox_len() == 0 and not self._in_flight:
+                    break
+                self._wake.set()
+                await asyncio.sleep(0.05)
+            await self._flush_acks()
+            info = client.publish(self.topics.availability, "offline", qos=1, retain=True)
+            await asyncio.to_thread(info.wait_for_publish, 2.0)
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
+        await self._flush_acks()
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self._client = None
+        self.connected = False
+        logger.info("MQTT: disconnected")
+
+    # ----- publishing ------------------------------------------------------------------------
+    def kick(self) -> None:
+        """New rows are in the outbox: wake the drain."""
+        self._wake.set()
+
+    def publish_retained(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish a retained JSON document now if connected; it is re-sent on every connect."""
+        text = json.dumps(payload, separators=(",", ":"))
+        self._retained[topic] = text
+        if self.connected and self._client is not None:
+            self._client.publish(topic, text, qos=1, retain=True)
+
+    async def _flush_acks(self) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, []
+            await self._store.outbox_ack(acked)
+            self.published += len(acked)
+
+    async def _drain(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush_acks()
+            while self.connected and self._client is not None:
+                room = MAX_IN_FLIGHT - len(self._in_flight)
+                if room <= 0:
+                    break
+                rows = await self._store.outbox_pending(after_seq=self._sent_upto, limit=room)
+                if not rows:
+                    break
+                for row in rows:
+                    info = self._client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                        logger.warning("MQTT: publish refused locally (%s); retrying later", info.rc)
+                        break
+                    self._in_flight[info.mid] = row.seq
+                    self._sent_upto = row.seq
+
+    # ----- paho callbacks (paho's thread) ------------------------------------------------------
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _paho_on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if reason.is_failure:
+            self._call(self._refused, str(reason))
+            return
+        # Subscribing here restores subscriptions after every reconnect.
+        client.subscribe(self.topics.command_filter, qos=1)
+        client.publish(self.topics.availability, "online", qos=1, retain=True)
+        for topic, text in list(self._retained.items()):
+            client.publish(topic, text, qos=1, retain=True)
+        self._call(self._connected)
+
+    def _paho_on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        self._call(self._disconnected, str(reason))
+
+    def _paho_on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+    ) -> None:
+        self._call(self._ack, mid)
+
+    def _paho_on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._call(self._message, msg.topic, bytes(msg.payload))
+
+    # ----- the same events on the asyncio loop -------------------------------------------------
+    def _refused(self, reason: str) -> None:
+        if self._refusal_logged != reason:
+            logger.error(
+                "MQTT: broker %s:%d refused the connection: %s (check mqtt.username, the password "
+                "and TLS settings); events stay in the outbox",
+                self._cfg.host,
+                self._cfg.port,
+                reason,
+            )
+            self._refusal_logged = reason
+
+    def _connected(self) -> None:
+        self.connected = True
+        self._refusal_logged = None
+        logger.info("MQTT: connected to %s:%d", self._cfg.host, self._cfg.port)
+        if self._on_connection_change:
+            self._on_connection_change(True)
+        self._wake.set()
+
+    def _disconnected(self, reason: str) -> None:
+        if self.connected:
+            logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
+        self.connected = False
+        if self._on_connection_change:
+            self._on_connection_change(False)
+
+    def _ack(self, mid: int) -> None:
+        seq = self._in_flight.pop(mid, None)
+        if seq is not None:
+            self._acked.append(seq)
+            self._wake.set()
+
+    def _message(self, topic: str, payload: bytes) -> None:
+        prefix = self.topics.root + "/cmd/"
+        if topic.startswith(prefix) and self._on_command is not None:
+            try:
+                self._on_command(topic[len(prefix) :], payload)
+            except Exception:  # a bad command must never take the daemon down
+                logger.exception("MQTT: command on %s failed; ignored", topic)

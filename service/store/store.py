@@ -1,0 +1,192 @@
+"""The daemon's database writer (aiosqlite): nights, events with their outbox rows, epochs, vitals.
+
+It is the only writer of detector data. Every event is written in the same transaction as
+its outbox row, so an event that is in the database is also queued for MQTT until the
+broker acknowledges it. Runs on the daemon's asyncio loop; aiosqlite does the blocking
+work on its own thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from service.errors import StoreError
+from service.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A message waiting for the broker's acknowledgement."""
+
+    seq: int
+    topic: str
+    payload: str
+    qos: int
+    retain: bool
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
+    """Bring a plain sqlite3 connection to SCHEMA_VERSION; returns the version it was at.
+
+    Before changing a database that already has a schema, a copy is written next to it
+    (``<name>.bak-v<old>``). Each migration runs in one transaction with its version bump,
+    so a failure leaves the database at the last good version.
+    """
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {current} is newer than this Bedside ({SCHEMA_VERSION}): "
+            "upgrade Bedside or restore a backup"
+        )
+    if current == SCHEMA_VERSION:
+        return current
+    if current > 0 and path is not None:
+        backup = path.with_name(f"{path.name}.bak-v{current}")
+        with sqlite3.connect(backup) as dst:
+            conn.backup(dst)
+        dst.close()
+        logger.info("backed up database to %s before migrating", backup)
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        script = MIGRATIONS[version - 1]
+        try:
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        except sqlite3.Error as exc:
+            conn.rollback()
+            raise StoreError(f"migration {version} failed: {exc}") from exc
+        logger.info("database migrated to schema version %d", version)
+    return current
+
+
+class Store:
+    """Async access to the SQLite file for the daemon. Use ``await Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path, busy_timeout_s: float = 5.0) -> Store:
+        """Open (creating folders and file), set WAL and durability, migrate. StoreError on failure."""
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(p, timeout=busy_timeout_s) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                migrate(conn, p)
+            conn.close()
+            db = await aiosqlite.connect(p, timeout=busy_timeout_s)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {p}: {exc}") from exc
+        # FULL: a power cut after a commit loses nothing that was committed.
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        return cls(db, p)
+
+    async def close(self) -> None:
+        """Close the connection (pending writes are already committed)."""
+        await self._db.close()
+
+    async def start_night(
+        self, night_id: str, unit_id: str, started_at: str, profile: str, source: str
+    ) -> None:
+        """Record the start of a night."""
+        await self._db.execute(
+            "INSERT INTO nights (id, unit_id, started_at, profile, source) VALUES (?,?,?,?,?)",
+            (night_id, unit_id, started_at, profile, source),
+        )
+        await self._db.commit()
+
+    async def end_night(self, night_id: str, ended_at: str, summary: dict[str, Any]) -> None:
+        """Record the end of a night and its summary."""
+        await self._db.execute(
+            "UPDATE nights SET ended_at = ?, summary = ? WHERE id = ?",
+            (ended_at, json.dumps(summary), night_id),
+        )
+        await self._db.commit()
+
+    async def add_event(
+        self, row: dict[str, Any], outbox: list[tuple[str, str, int, bool]], created_at: str
+    ) -> None:
+        """Insert an event and its outbox messages ``(topic, payload, qos, retain)`` atomically."""
+        await self._db.execute(
+            "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, "
+            "intensity, profile, confidence, cause_id, details) VALUES "
+            "(:id, :night_id, :event_type, :start, :end, :duration_s, :intensity, :profile, "
+            ":confidence, :cause_id, :details)",
+            {**row, "details": json.dumps(row.get("details") or {})},
+        )
+        await self._db.executemany(
+            "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
+            [(t, p, q, int(r), created_at) for t, p, q, r in outbox],
+        )
+        await self._db.commit()
+
+    async def add_epoch(
+        self,
+        night_id: str,
+        start_at: str,
+        duration_s: float,
+        count: float,
+        asleep: bool,
+        in_bed: bool,
+    ) -> None:
+        """Insert (or replace) one scored epoch."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?)",
+            (night_id, start_at, duration_s, count, int(asleep), int(in_bed)),
+        )
+        await self._db.commit()
+
+    async def add_vitals(
+        self, night_id: str, t_at: str, heart_bpm: float | None, breath_bpm: float | None
+    ) -> None:
+        """Insert one vitals reading."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO vitals VALUES (?,?,?,?)", (night_id, t_at, heart_bpm, breath_bpm)
+        )
+        await self._db.commit()
+
+    async def set_live_state(self, unit_id: str, updated_at: str, state: dict[str, Any]) -> None:
+        """Replace the live state the dashboard shows as 'now'."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO live_state VALUES (?,?,?)",
+            (unit_id, updated_at, json.dumps(state)),
+        )
+        await self._db.commit()
+
+    async def outbox_pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
+        """Queued messages with seq > after_seq, oldest first."""
+        async with self._db.execute(
+            "SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [OutboxRow(int(s), str(t), str(p), int(q), bool(r)) for s, t, p, q, r in rows]
+
+    async def outbox_ack(self, seqs: list[int]) -> None:
+        """Delete messages the broker acknowledged."""
+        if not seqs:
+            return
+        await self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        await self._db.commit()
+
+    async def outbox_len(self) -> int:
+        """Messages still waiting for the broker."""
+        async with self._db.execute("SELECT COUNT(*) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def event_count(self, night_id: str) -> int:
+        """Events stored for a night."""
+        async with self._db.execute("SELECT COUNT(*) FROM events WHERE night_id = ?", (night_id,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
