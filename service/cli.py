@@ -143,7 +143,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     else:
         r = doc["recording"]
         print(
-            f"{args.recording}: {r['samples']} samples at {r['rate_hz']:g} Hz ({r['duration_s'] / 60:.1f} min)"
+            f"{args.recording}: {r['samples']} samples at {r['rate_hz']:g} Hz "
+            f"({r['duration_s'] / 60:.1f} min)"
         )
         for e in doc["events"]:
             print(f"  {e['start_s']:10.2f} s  {e['type']:<15} {e['duration_s']:7.2f} s  x{e['intensity']}")

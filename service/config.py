@@ -12,6 +12,7 @@ from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import tomllib
@@ -243,6 +244,16 @@ def load_config(
         raise ConfigError(_describe(exc, origin)) from None
 
 
+def _toml_line(name: str, value: Any) -> str:
+    if value is None:
+        return f"# {name} = (not set)"
+    if isinstance(value, bool):
+        return f"{name} = {str(value).lower()}"
+    if isinstance(value, str):
+        return f"{name} = {json.dumps(value)}"
+    return f"{name} = {value!r}"
+
+
 def explain() -> str:
     """Every key with its default and description, as TOML comments (for --explain)."""
     lines: list[str] = []
@@ -256,7 +267,7 @@ def explain() -> str:
             else:
                 default = info.get_default(call_default_factory=True)
                 lines.append(f"# {info.description}")
-                lines.append(f"{name} = {default!r}")
+                lines.append(_toml_line(name, default))
 
     walk(Config, "")
     return "\n".join(lines).strip() + "\n"

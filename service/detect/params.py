@@ -2,12 +2,16 @@
 
 Every field carries ``metadata={"doc": ...}``; the config model is built from these fields,
 so a threshold is defined once and shows up in ``[detector]`` of the TOML file with its doc.
+Ratios (``k_*``) are dimensionless multiples of an adaptive resting baseline, so no default
+is tied to one sensor's units.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+PROFILES = ("aasm", "wasm2016")
 
 
 def param(default: Any, doc: str) -> Any:
@@ -20,8 +24,8 @@ class DetectorParams:
     """All tunable detector settings. Defaults follow the published scoring rules."""
 
     profile: str = param("aasm", "Rule profile for PLM series: 'aasm' (5-90 s) or 'wasm2016' (10-90 s).")
-    k_on: float = param(4.0, "A movement starts when the envelope exceeds k_on x resting baseline.")
-    k_off: float = param(2.0, "A movement ends after min_off_s below k_off x resting baseline.")
+    k_on: float = param(3.0, "A movement starts when the envelope exceeds k_on x resting baseline (typical heartbeat peak).")
+    k_off: float = param(1.5, "A movement ends after min_off_s below k_off x resting baseline.")
     min_off_s: float = param(0.5, "Seconds below k_off x baseline that end a movement (AASM: 0.5).")
     merge_gap_s: float = param(0.5, "Movements separated by less than this many seconds merge.")
     baseline_window_s: float = param(30.0, "Window of the robust resting baseline (median), seconds.")
@@ -29,4 +33,97 @@ class DetectorParams:
     wake_bout_epochs: int = param(2, "Consecutive wake epochs that make an awakening.")
     cause_window_s: float = param(
         30.0, "A movement this many seconds before an awakening is its likely cause."
+    )
+
+    # --- stage 1: conditioning -------------------------------------------------------------
+    mains_hz: float = param(50.0, "Mains frequency notched out before band-splitting (0 disables).")
+    move_band_low_hz: float = param(2.0, "Lower edge of the movement band, Hz.")
+    move_band_high_hz: float = param(
+        20.0, "Upper edge of the movement band, Hz (capped at 0.45 x the internal rate)."
+    )
+    internal_rate_hz: float = param(
+        50.0, "Input is low-passed and decimated by an integer factor to at least this rate, Hz."
+    )
+
+    # --- stage 2: envelope and baseline ----------------------------------------------------
+    frame_s: float = param(0.1, "Envelope frame (RMS window and hop), seconds.")
+    baseline_hop_s: float = param(1.0, "The baseline is updated once per this many seconds.")
+    baseline_warmup_s: float = param(
+        30.0,
+        "At stream start, decisions wait this long; the first baseline is the median of the quietest seconds.",
+    )
+    baseline_max_freeze_s: float = param(
+        60.0,
+        "A baseline frozen by movement for longer than this re-learns the current level (posture or occupancy change).",
+    )
+
+    # --- stage 4: classification -----------------------------------------------------------
+    jerk_max_s: float = param(0.5, "Movements shorter than this are jerks (hypnic / myoclonic), seconds.")
+    jerk_min_intensity: float = param(6.0, "A movement shorter than jerk_max_s must peak at this x baseline to be a jerk; weaker ones are dropped (strong heartbeats reach 2-3x).")
+    limb_max_s: float = param(10.0, "Longest limb movement (AASM / WASM: 10 s), seconds.")
+    large_min_s: float = param(3.0, "Shortest large (whole-body) movement (IRLSSG: 3 s), seconds.")
+    large_max_s: float = param(
+        45.0, "Longest large movement, seconds; longer continuous movement is 'restless'."
+    )
+    large_min_intensity: float = param(
+        12.0, "Peak envelope / baseline that makes a >= large_min_s movement whole-body."
+    )
+    spasm_min_s: float = param(2.0, "Shortest sustained spasm, seconds.")
+    spasm_sustain_k: float = param(6.0, "A spasm keeps its envelope above this x baseline ...")
+    spasm_sustain_fraction: float = param(0.8, "... for at least this fraction of its frames.")
+    clonus_low_hz: float = param(3.0, "Lowest burst rate of clonus (rhythmic 3-8 Hz), Hz.")
+    clonus_high_hz: float = param(8.0, "Highest burst rate of clonus, Hz.")
+    clonus_min_periodicity: float = param(
+        0.5, "Autocorrelation peak of the envelope at the clonus period that makes it rhythmic (0-1)."
+    )
+    clonus_min_s: float = param(1.0, "Shortest clonus episode, seconds.")
+    plm_min_movements: int = param(4, "Limb movements that make a PLM series (AASM / WASM: 4).")
+    plm_max_interval_s: float = param(90.0, "Longest onset-to-onset interval inside a PLM series, seconds.")
+    restless_gap_s: float = param(
+        10.0, "Movements closer than this (end to next start) chain into one cluster, seconds."
+    )
+    restless_min_movements: int = param(5, "Movements in a cluster that make it 'restless'.")
+
+    # --- stage 5: presence -----------------------------------------------------------------
+    presence_window_s: float = param(20.0, "Window over which bed occupancy evidence is measured, seconds.")
+    presence_dwell_s: float = param(30.0, "Occupancy must persist this long before bed_entry / bed_exit.")
+    presence_min_periodicity: float = param(
+        0.35, "Heart or breath autocorrelation peak that shows a body in bed (0-1)."
+    )
+    presence_k: float = param(
+        4.0, "Cardiorespiratory-band RMS above this x the empty-bed floor shows a body."
+    )
+
+    # --- stage 6: sleep --------------------------------------------------------------------
+    sleep_bout_epochs: int = param(2, "Consecutive sleep epochs that make falling asleep (and sleep onset).")
+    sleep_threshold: float = param(1.0, "Weighted, normalised activity below this scores sleep.")
+    count_k: float = param(1.5, "Activity counts integrate the envelope above count_k x baseline.")
+
+    # --- stage 7: vitals -------------------------------------------------------------------
+    vitals_window_s: float = param(20.0, "Window for heart and breathing rate, seconds.")
+    vitals_hop_s: float = param(5.0, "A Vitals output every this many seconds.")
+    heart_min_bpm: float = param(40.0, "Lowest heart rate searched, beats per minute.")
+    heart_max_bpm: float = param(150.0, "Highest heart rate searched, beats per minute.")
+    breath_min_bpm: float = param(6.0, "Lowest breathing rate searched (0.1 Hz), breaths per minute.")
+    breath_max_bpm: float = param(30.0, "Highest breathing rate searched (0.5 Hz), breaths per minute.")
+    vitals_min_periodicity: float = param(
+        0.3, "Autocorrelation peak below which a rate is not reported (0-1)."
+    )
+
+    # --- stage 8: sensor health ------------------------------------------------------------
+    glitch_jump_k: float = param(
+        40.0, "A sample-to-sample jump above this x the typical per-second max jump is implausible."
+    )
+    glitch_max_samples: int = param(
+        4, "Implausible runs up to this many samples that return to the level are glitches."
+    )
+    resync_s: float = param(
+        1.0, "After an implausible jump, this long a self-consistent run accepts the new level, seconds."
+    )
+    stuck_s: float = param(60.0, "Identical consecutive samples for this long are a stuck sensor, seconds.")
+    adc_full_scale_counts: float = param(
+        0.0, "ADC full scale; samples at <= 0 or >= it are rail values (0: unknown, rule off)."
+    )
+    fault_merge_s: float = param(
+        5.0, "Sensor faults closer than this merge into one sensor_fault event, seconds."
     )

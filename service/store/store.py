@@ -117,18 +117,22 @@ class Store:
         self, row: dict[str, Any], outbox: list[tuple[str, str, int, bool]], created_at: str
     ) -> None:
         """Insert an event and its outbox messages ``(topic, payload, qos, retain)`` atomically."""
-        await self._db.execute(
-            "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, "
-            "intensity, profile, confidence, cause_id, details) VALUES "
-            "(:id, :night_id, :event_type, :start, :end, :duration_s, :intensity, :profile, "
-            ":confidence, :cause_id, :details)",
-            {**row, "details": json.dumps(row.get("details") or {})},
-        )
-        await self._db.executemany(
-            "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
-            [(t, p, q, int(r), created_at) for t, p, q, r in outbox],
-        )
-        await self._db.commit()
+        try:
+            await self._db.execute(
+                "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, "
+                "intensity, profile, confidence, cause_id, details) VALUES "
+                "(:id, :night_id, :event_type, :start, :end, :duration_s, :intensity, :profile, "
+                ":confidence, :cause_id, :details)",
+                {**row, "details": json.dumps(row.get("details") or {})},
+            )
+            await self._db.executemany(
+                "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
+                [(t, p, q, int(r), created_at) for t, p, q, r in outbox],
+            )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
 
     async def add_epoch(
         self,

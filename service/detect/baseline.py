@@ -1,0 +1,159 @@
+"""Stage 2b: the adaptive, robust resting baseline of the movement envelope.
+
+The AASM and WASM limb-movement rules measure movement against the EMG's *resting level*
+(AASM 2007/2012: onset at 8 uV above resting, offset below 2 uV above resting; WASM 2016
+restates them relative to the resting baseline). A bed sensor has no calibrated microvolts,
+so the resting level is estimated from the envelope itself:
+
+* every ``baseline_hop_s`` the hop's *largest* frame envelope becomes a candidate: at rest
+  that is the peak of a heartbeat (the BCG J-wave), so the resting level is the typical
+  heartbeat peak, and a movement must stand ``k_on`` times above the heartbeats, not above
+  the near-silence between them (on a clean piezo the beats alone reach 5-10x the median
+  frame);
+* it enters the history only if the hop was still (below ``k_on`` x the current baseline) and free of sensor faults, so the baseline is *frozen while moving*;
+* the baseline is the median of the last ``baseline_window_s`` of accepted hop values;
+* at stream start there is no history: the first ``baseline_warmup_s`` of frames are held
+  back and the first baseline is the median of the still hops among them (still judged
+  against the median of the quieter half of the hops), then those frames are released;
+* if movement keeps the baseline frozen for longer than ``baseline_max_freeze_s`` the level
+  has changed (someone got into an empty bed, a new posture) and the baseline re-learns from
+  the recent hop values. With an empty bed the baseline is simply the sensor noise floor.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from statistics import median
+
+import numpy as np
+
+from service.detect.params import DetectorParams
+
+_FLOOR = 1e-12
+
+
+class Baseline:
+    """Streaming baseline tracker over envelope frames (one per stream)."""
+
+    def __init__(self, frame_s: float, params: DetectorParams) -> None:
+        self.p = params
+        self.fph = max(1, round(params.baseline_hop_s / frame_s))  # frames per hop
+        hop_s = self.fph * frame_s
+        self.window_hops = max(1, round(params.baseline_window_s / hop_s))
+        self.warm_hops = max(1, round(params.baseline_warmup_s / hop_s))
+        self.max_freeze_hops = max(1, round(params.baseline_max_freeze_s / hop_s))
+        self.history: deque[float] = deque(maxlen=self.window_hops)
+        self.recent: deque[float] = deque(maxlen=self.window_hops)
+        self.freeze = 0
+        self.b = _FLOOR
+        self.warming = True
+        self._held_env: list[np.ndarray] = []
+        self._held_fault: list[np.ndarray] = []
+        self._held_n = 0
+        self._hop_env = np.zeros(0)
+        self._hop_fault = np.zeros(0, bool)
+
+    # ------------------------------------------------------------------------------------
+    def process(self, env: np.ndarray, fault: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Feed frames; return (env, fault, baseline) of the frames released now (in order)."""
+        if self.warming:
+            self._held_env.append(env)
+            self._held_fault.append(fault)
+            self._held_n += env.size
+            need = self.warm_hops * self.fph
+            if self._held_n < need:
+                return np.zeros(0), np.zeros(0, bool), np.zeros(0)
+            allenv = np.concatenate(self._held_env)
+            allf = np.concatenate(self._held_fault)
+            self._held_env, self._held_fault = [], []
+            w_env, w_f = allenv[:need], allf[:need]
+            base = self._warm_up(w_env, w_f, self.warm_hops)
+            rest = self._steady(allenv[need:], allf[need:])
+            return allenv, allf, np.concatenate((base, rest))
+        return env, fault, self._steady(env, fault)
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """End of stream: release held warm-up frames (a stream shorter than the warm-up)."""
+        if not self.warming:
+            return np.zeros(0), np.zeros(0, bool), np.zeros(0)
+        allenv = np.concatenate(self._held_env) if self._held_env else np.zeros(0)
+        allf = np.concatenate(self._held_fault) if self._held_fault else np.zeros(0, bool)
+        self._held_env, self._held_fault = [], []
+        hops = allenv.size // self.fph
+        base = self._warm_up(allenv, allf, hops)
+        return allenv, allf, base
+
+    # ------------------------------------------------------------------------------------
+    def _warm_up(self, env: np.ndarray, fault: np.ndarray, hops: int) -> np.ndarray:
+        self.warming = False
+        n_full = hops * self.fph
+        if hops > 0:
+            blk = env[:n_full].reshape(hops, self.fph)
+            mx = blk.max(axis=1)
+            med = mx
+            ok = ~fault[:n_full].reshape(hops, self.fph).any(axis=1)
+            if not ok.any():
+                ok = np.ones(hops, bool)
+            meds = med[ok]
+            lower = meds[meds <= np.median(meds)]
+            b0 = max(float(np.median(lower)), _FLOOR)
+            still = ok & (mx < self.p.k_on * b0)
+            vals = med[still].tolist() or [b0]
+            for v in vals[-self.window_hops :]:
+                self.history.append(float(v))
+            for v in med[ok].tolist()[-self.window_hops :]:
+                self.recent.append(float(v))
+            self.b = max(median(self.history), _FLOOR)
+        elif env.size:
+            self.b = max(float(np.median(env)), _FLOOR)
+        # leftover frames of an incomplete hop (only at flush) start the running hop
+        self._hop_env = env[n_full:].copy()
+        self._hop_fault = fault[n_full:].copy()
+        return np.full(env.size, self.b)
+
+    def _steady(self, env: np.ndarray, fault: np.ndarray) -> np.ndarray:
+        n = env.size
+        out = np.empty(n)
+        if n == 0:
+            return out
+        have = self._hop_env.size
+        head = min(n, self.fph - have)
+        out[:head] = self.b
+        if have + head < self.fph:
+            self._hop_env = np.concatenate((self._hop_env, env))
+            self._hop_fault = np.concatenate((self._hop_fault, fault))
+            return out
+        first_env = np.concatenate((self._hop_env, env[:head]))
+        first_f = np.concatenate((self._hop_fault, fault[:head]))
+        m = (n - head) // self.fph
+        body = slice(head, head + m * self.fph)
+        envs = np.concatenate((first_env, env[body]))
+        fs = np.concatenate((first_f, fault[body]))
+        blk = envs.reshape(m + 1, self.fph)
+        mxs = blk.max(axis=1).tolist()
+        meds = mxs
+        bad = fs.reshape(m + 1, self.fph).any(axis=1).tolist()
+        bs = np.empty(m)
+        k_on = self.p.k_on
+        for j in range(m + 1):
+            # hop j is complete: update, then the next hop uses the new baseline
+            if not bad[j]:
+                self.recent.append(meds[j])
+                if mxs[j] < k_on * self.b:
+                    self.history.append(meds[j])
+                    self.b = max(median(self.history), _FLOOR)
+                    self.freeze = 0
+                else:
+                    self.freeze += 1
+                    if self.freeze >= self.max_freeze_hops:
+                        self.history = deque(self.recent, maxlen=self.window_hops)
+                        self.b = max(median(self.history), _FLOOR)
+                        self.freeze = 0
+            if j < m:
+                bs[j] = self.b
+        out[body] = np.repeat(bs, self.fph)
+        tail = head + m * self.fph
+        out[tail:] = self.b
+        self._hop_env = env[tail:].copy()
+        self._hop_fault = fault[tail:].copy()
+        return out

@@ -1,0 +1,245 @@
+"""Stage 4: label movement segments, and find PLM series and restless clusters.
+
+Labels, in the order they are tried (thresholds are params; all are ratios to the adaptive
+resting baseline or durations, none fitted to a recording):
+
+* ``jerk``: shorter than ``jerk_max_s`` (0.5 s) and peaking at ``jerk_min_intensity`` or more
+  (a weaker brief blip is not reported: label ""; strong heartbeats reach 3-5x baseline). AASM 2012 scores movements under 0.5 s as
+  not being limb movements; a hypnic or myoclonic jerk is such a brief, sharp twitch
+  (AASM ICSD-3 "hypnic jerks"; fragmentary myoclonus bursts are under 0.25 s).
+* ``spasm`` (clonus): at least ``clonus_min_s`` with the movement band periodic at 3-8 Hz
+  (autocorrelation peak >= ``clonus_min_periodicity``): clonus is rhythmic involuntary
+  contraction at 3-8 Hz (spasticity literature, e.g. Boyraz 2015; ankle clonus 5-8 Hz).
+* ``spasm`` (sustained): at least ``spasm_min_s`` (2 s) with at least
+  ``spasm_sustain_fraction`` of frames above ``spasm_sustain_k`` x baseline (a tonic,
+  sustained high-intensity contraction rather than the waxing and waning of a limb
+  movement or a posture change).
+* ``large_movement``: ``large_min_s`` (3 s) to ``large_max_s`` (45 s) with peak intensity at
+  least ``large_min_intensity`` (whole body: the "large muscle group movement" of the
+  IRLSSG / WASM 2016 rules, >= 3 s), or any movement longer than ``limb_max_s`` (10 s),
+  which AASM and WASM exclude from limb movements.
+* ``limb_movement``: 0.5 to 10 s (AASM 2012 / WASM 2016 limb movement duration).
+* ``restless``: one continuous movement longer than ``large_max_s``.
+
+PLM series (AASM 2012; WASM 2016): at least ``plm_min_movements`` (4) consecutive limb
+movements whose onset-to-onset intervals are 5-90 s (``aasm``) or 10-90 s (``wasm2016``).
+An interval out of range, or a large movement / spasm in between, ends the series; jerks are
+not candidate limb movements and are ignored. A series is emitted when it ends, with
+``details`` ``movements`` and ``mean_interval_s``.
+
+Restless: movements chained with gaps (end to next start) of at most ``restless_gap_s``,
+at least ``restless_min_movements`` of them: a dense cluster, emitted when the chain breaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.detect.params import DetectorParams
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A segment's label and the numbers behind it."""
+
+    type: str
+    intensity: float
+    confidence: float
+    details: dict[str, float] = field(default_factory=dict)
+
+
+def periodicity(x: np.ndarray, min_lag: int, max_lag: int) -> tuple[float, int]:
+    """Highest normalised autocorrelation of ``x`` for lags in [min_lag, max_lag] (biased).
+
+    Returns (peak value in -1..1, lag in samples); (0.0, 0) if the signal is too short.
+    """
+    x = np.asarray(x, float)
+    n = x.size
+    max_lag = min(max_lag, n // 2)
+    if n < 4 or max_lag < max(1, min_lag):
+        return 0.0, 0
+    x = x - x.mean()
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, nfft)
+    ac = np.fft.irfft(f * np.conj(f), nfft)[: max_lag + 1]
+    if ac[0] <= 0:
+        return 0.0, 0
+    ac = ac / ac[0]
+    lo = max(1, min_lag)
+    seg = ac[lo : max_lag + 1]
+    k = int(np.argmax(seg))
+    return float(seg[k]), lo + k
+
+
+def classify_segment(
+    ratio: np.ndarray,
+    band: np.ndarray,
+    frame_s: float,
+    band_rate_hz: float,
+    params: DetectorParams,
+) -> Label:
+    """Label one movement from its per-frame envelope/baseline ratios and its band samples."""
+    p = params
+    dur = ratio.size * frame_s
+    peak = float(ratio.max()) if ratio.size else 0.0
+    k_peak = int(np.argmax(ratio)) if ratio.size else 0
+    rise_s = k_peak * frame_s
+    details = {"duration_s": dur, "rise_s": rise_s}
+    conf = float(min(1.0, max(0.0, (peak - p.k_on) / p.k_on + 0.5)))
+    if dur < p.jerk_max_s:
+        if peak < p.jerk_min_intensity:
+            return Label("", peak, 0.0, details)
+        sharp = rise_s <= 0.5 * p.jerk_max_s
+        return Label("jerk", peak, conf if sharp else 0.5 * conf, details)
+    if dur >= p.clonus_min_s and band.size:
+        lo = max(1, int(band_rate_hz / p.clonus_high_hz))
+        hi = max(lo, int(np.ceil(band_rate_hz / p.clonus_low_hz)))
+        per, lag = periodicity(band, lo, hi)
+        if per >= p.clonus_min_periodicity and lag > 0:
+            details = {**details, "clonus_hz": band_rate_hz / lag, "periodicity": per}
+            return Label("spasm", peak, per, details)
+    sustained = float(np.mean(ratio >= p.spasm_sustain_k)) if ratio.size else 0.0
+    if dur >= p.spasm_min_s and sustained >= p.spasm_sustain_fraction:
+        return Label("spasm", peak, sustained, {**details, "sustained": sustained})
+    if dur > p.large_max_s:
+        return Label("restless", peak, conf, {**details, "continuous": 1.0})
+    if dur > p.limb_max_s or (dur >= p.large_min_s and peak >= p.large_min_intensity):
+        return Label("large_movement", peak, conf, details)
+    return Label("limb_movement", peak, conf, details)
+
+
+def plm_interval_s(profile: str) -> float:
+    """Shortest onset-to-onset interval inside a PLM series for the profile."""
+    if profile == "aasm":
+        return 5.0
+    if profile == "wasm2016":
+        return 10.0
+    raise ValueError(f"unknown rule profile {profile!r}: use 'aasm' or 'wasm2016'")
+
+
+@dataclass(slots=True)
+class SeriesOut:
+    """A finished PLM series or restless cluster (times in seconds)."""
+
+    type: str
+    start_s: float
+    end_s: float
+    decided_s: float
+    movements: int
+    mean_interval_s: float
+    intensity: float
+    timeout: bool = False  # decided by the time limit (decided_s), not by a movement
+
+
+class PlmTracker:
+    """Streaming PLM series finder over finished movements (in onset order)."""
+
+    def __init__(self, params: DetectorParams) -> None:
+        self.p = params
+        self.min_iv = plm_interval_s(params.profile)
+        self.onsets: list[float] = []
+        self.ends: list[float] = []
+        self.peaks: list[float] = []
+
+    def _close(self, decided_s: float, timeout: bool) -> list[SeriesOut]:
+        out: list[SeriesOut] = []
+        if len(self.onsets) >= self.p.plm_min_movements:
+            iv = float(np.mean(np.diff(self.onsets)))
+            out.append(
+                SeriesOut(
+                    "plm_series",
+                    self.onsets[0],
+                    self.ends[-1],
+                    decided_s,
+                    len(self.onsets),
+                    iv,
+                    max(self.peaks),
+                    timeout,
+                )
+            )
+        self.onsets, self.ends, self.peaks = [], [], []
+        return out
+
+    def add(self, kind: str, start_s: float, end_s: float, intensity: float) -> list[SeriesOut]:
+        """Feed one finished movement; returns a series that this movement ended, if any."""
+        if kind == "jerk":
+            return []
+        out: list[SeriesOut] = []
+        if self.onsets and start_s - self.onsets[-1] > self.p.plm_max_interval_s:
+            out = self._close(self.onsets[-1] + self.p.plm_max_interval_s, True)
+        if kind != "limb_movement":
+            return out + (self._close(end_s, False) if self.onsets else [])
+        if self.onsets and start_s - self.onsets[-1] < self.min_iv:
+            out = self._close(end_s, False)
+        self.onsets.append(start_s)
+        self.ends.append(end_s)
+        self.peaks.append(intensity)
+        return out
+
+    def timeout(self, now_s: float, open_start_s: float | None) -> list[SeriesOut]:
+        """Close the series if no limb movement can follow within the longest interval."""
+        if not self.onsets:
+            return []
+        limit = self.onsets[-1] + self.p.plm_max_interval_s
+        if now_s >= limit and (open_start_s is None or open_start_s > limit):
+            return self._close(limit, True)
+        return []
+
+    def flush(self, now_s: float) -> list[SeriesOut]:
+        """End of stream."""
+        return self._close(now_s, False) if self.onsets else []
+
+
+class RestlessTracker:
+    """Streaming finder of dense movement clusters (in onset order)."""
+
+    def __init__(self, params: DetectorParams) -> None:
+        self.p = params
+        self.starts: list[float] = []
+        self.end = 0.0
+        self.peak = 0.0
+
+    def _close(self, decided_s: float, timeout: bool) -> list[SeriesOut]:
+        out: list[SeriesOut] = []
+        if len(self.starts) >= self.p.restless_min_movements:
+            iv = float(np.mean(np.diff(self.starts)))
+            out.append(
+                SeriesOut(
+                    "restless",
+                    self.starts[0],
+                    self.end,
+                    decided_s,
+                    len(self.starts),
+                    iv,
+                    self.peak,
+                    timeout,
+                )
+            )
+        self.starts = []
+        self.peak = 0.0
+        return out
+
+    def add(self, start_s: float, end_s: float, intensity: float) -> list[SeriesOut]:
+        """Feed one finished movement; returns a cluster that ended before it, if any."""
+        out: list[SeriesOut] = []
+        if self.starts and start_s - self.end > self.p.restless_gap_s:
+            out = self._close(self.end + self.p.restless_gap_s, True)
+        self.starts.append(start_s)
+        self.end = max(self.end, end_s) if len(self.starts) > 1 else end_s
+        self.peak = max(self.peak, intensity)
+        return out
+
+    def timeout(self, now_s: float, open_start_s: float | None) -> list[SeriesOut]:
+        """Close the cluster when no movement started within the gap after its end."""
+        if not self.starts:
+            return []
+        limit = self.end + self.p.restless_gap_s
+        if now_s >= limit and (open_start_s is None or open_start_s > limit):
+            return self._close(limit, True)
+        return []
+
+    def flush(self, now_s: float) -> list[SeriesOut]:
+        """End of stream."""
+        return self._close(now_s, False) if self.starts else []

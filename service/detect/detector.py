@@ -1,0 +1,416 @@
+"""The streaming Detector: raw samples in, events, states, epochs and vitals out.
+
+Stages run in this order on every block: sensor health (repairs glitches), conditioning
+(filters, decimation, bands), envelope frames, baseline (holds the first
+``baseline_warmup_s`` back), segmentation and classification, then on a fixed tick of the
+stream: presence and vitals (every ``vitals_hop_s``) and sleep epochs (every ``epoch_s``).
+
+Every output is dated by the sample index at which it was decided, and outputs are sorted by
+that index, so the concatenated outputs are the same whatever the block size (one pass or
+0.1-s live blocks). Latency: a movement onset (``State.moving`` True) comes out in the block
+that completes its first envelope frame above threshold, except during the warm-up at the
+stream start (released together at its end); a finished movement comes out
+``max(min_off_s, merge_gap_s)`` after it ends; sleep calls lag by the scoring window (see
+``service.detect.sleep``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import replace
+
+import numpy as np
+
+from service.detect.baseline import Baseline
+from service.detect.classify import PlmTracker, RestlessTracker, SeriesOut, classify_segment
+from service.detect.condition import Conditioner
+from service.detect.emit import (
+    ORDER_EPOCH,
+    ORDER_MOVEMENT,
+    ORDER_PRESENCE,
+    ORDER_SERIES,
+    ORDER_SLEEP,
+    ORDER_STATE,
+    ORDER_VITALS,
+    Pending,
+    StateChange,
+)
+from service.detect.envelope import FrameEnvelope
+from service.detect.health import SensorHealth
+from service.detect.params import PROFILES, DetectorParams
+from service.detect.presence import PresenceTracker
+from service.detect.segments import Segment, Segmenter
+from service.detect.sleep import SleepCall, SleepStream
+from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
+from service.detect.vitals import breath_rate, heart_rate
+
+
+class _Tape:
+    """An append-only 1-D series addressed by absolute index, keeping only a recent tail."""
+
+    def __init__(self, dtype: type, keep: int) -> None:
+        self.buf = np.zeros(1024, dtype=dtype)
+        self.start = 0  # absolute index of buf[0]
+        self.n = 0  # used length of buf
+        self.keep = max(1, keep)
+
+    @property
+    def end(self) -> int:
+        """Absolute index one past the last value."""
+        return self.start + self.n
+
+    def append(self, x: np.ndarray) -> None:
+        m = x.size
+        if self.n + m > self.buf.size:
+            drop = max(0, self.n - self.keep)
+            live = self.buf[drop : self.n]
+            size = max(1024, 2 * (live.size + m))
+            nb = np.zeros(size, dtype=self.buf.dtype)
+            nb[: live.size] = live
+            self.buf = nb
+            self.start += drop
+            self.n = live.size
+        self.buf[self.n : self.n + m] = x
+        self.n += m
+
+    def get(self, lo: int, hi: int) -> np.ndarray:
+        lo = max(lo, self.start)
+        hi = min(hi, self.end)
+        if hi <= lo:
+            return self.buf[:0]
+        return self.buf[lo - self.start : hi - self.start]
+
+
+class Detector:
+    """Streaming detector for one sensor stream (not thread-safe: one caller at a time).
+
+    ``process(samples)`` takes a 1-D array of raw samples (any dtype, any length, even 1) and
+    returns the outputs decided by it, in order; ``flush()`` ends the stream. Times are
+    seconds since the first sample (index / ``rate_hz``).
+    """
+
+    def __init__(self, rate_hz: float, params: DetectorParams | None = None) -> None:
+        p = params if params is not None else DetectorParams()
+        if not (math.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")
+        if p.profile not in PROFILES:
+            raise ValueError(f"unknown rule profile {p.profile!r}: use one of {PROFILES}")
+        self.rate_hz = float(rate_hz)
+        self.params = p
+        self.health = SensorHealth(self.rate_hz, p)
+        self.cond = Conditioner(self.rate_hz, p)
+        self.fs = self.cond.internal_hz
+        self.factor = self.cond.factor
+        self.frame_n = max(1, round(p.frame_s * self.fs))
+        self.frame_raw = self.frame_n * self.factor  # raw samples per frame
+        self.frame_s = self.frame_raw / self.rate_hz
+        self.env = FrameEnvelope(self.frame_n)
+        self.base = Baseline(self.frame_s, p)
+        self.seg = Segmenter(self.frame_s, p)
+        self.plm = PlmTracker(p)
+        self.restless = RestlessTracker(p)
+        self.presence = PresenceTracker(p)
+        self.sleep = SleepStream(p.epoch_s, p.sleep_threshold, p.wake_bout_epochs, p.sleep_bout_epochs)
+        keep_s = 300.0
+        keep_int = round(keep_s * self.fs)
+        self.t_move = _Tape(np.float64, keep_int)
+        self.t_heart = _Tape(np.float64, keep_int)
+        self.t_breath = _Tape(np.float64, keep_int)
+        keep_fr = round(keep_s / self.frame_s)
+        self.f_ratio = _Tape(np.float64, keep_fr)
+        self.f_moving = _Tape(np.bool_, keep_fr)
+        self.f_fault = _Tape(np.bool_, keep_fr)
+        self.released = 0  # frames released by the baseline (absolute frame index)
+        self.n_raw = 0
+        # nothing downstream is decided before the warm-up ends (frames are held till then)
+        self.release_floor = self.base.warm_hops * self.base.fph * self.frame_raw
+        # ticks (in frames)
+        self.hop_frames = max(1, round(p.vitals_hop_s / self.frame_s))
+        self.win_frames = max(self.hop_frames, round(p.presence_window_s / self.frame_s))
+        self.vit_frames = max(1, round(p.vitals_window_s / self.frame_s))
+        self.epoch_frames = max(1, round(p.epoch_s / self.frame_s))
+        self.next_hop = self.hop_frames
+        self.next_epoch = self.epoch_frames
+        self.epoch_count = 0.0
+        self.epoch_fault = 0
+        self.epoch_inbed: list[bool] = []
+        self.epoch_counts: list[float] = []
+        # output assembly
+        self.seq = 0
+        self.serial = 0
+        self.state = State(0.0, None, False, None)
+        self.recent_moves: deque[Event] = deque(maxlen=64)
+        self.flushed = False
+
+    # ---------------------------------------------------------------- helpers
+    def _at(self, frame_end: int) -> int:
+        """Raw index at which frames [0, frame_end) are complete (not before release)."""
+        return max(frame_end * self.frame_raw, self.release_floor)
+
+    def _t(self, frame: int) -> float:
+        return frame * self.frame_raw / self.rate_hz
+
+    def _pend(self, at: int, order: int, out: Output | StateChange) -> Pending:
+        self.serial += 1
+        return Pending(at, order, out, self.serial)
+
+    # ---------------------------------------------------------------- public API
+    def process(self, samples: np.ndarray) -> list[Output]:
+        """Feed the next block of raw samples; return what it decided, in time order."""
+        if self.flushed:
+            raise RuntimeError("process() after flush(): make a new Detector for a new stream")
+        x = np.asarray(samples, dtype=np.float64).ravel()
+        if x.size == 0:
+            return []
+        if not np.isfinite(x).all():
+            x = x.copy()
+            bad = ~np.isfinite(x)
+            x[bad] = 0.0 if self.health.prev is None else self.health.prev
+        h = self.health.process(x)
+        self.n_raw += x.size
+        pend = list(h.pending)
+        bands = self.cond.process(h.clean, h.fault, h.resets)
+        self.t_move.append(bands.move)
+        self.t_heart.append(bands.heart)
+        self.t_breath.append(bands.breath)
+        env, ff = self.env.process(bands.move, bands.fault)
+        renv, rf, rbase = self.base.process(env, ff)
+        if renv.size:
+            pend += self._frames(renv, rf, rbase)
+        return self._assemble(pend)
+
+    def flush(self) -> list[Output]:
+        """End of stream: close open movements, series, epochs; return the last outputs."""
+        if self.flushed:
+            return []
+        self.flushed = True
+        pend = self.health.flush()
+        if self.base.warming:
+            self.release_floor = self.n_raw  # a stream shorter than the warm-up
+        renv, rf, rbase = self.base.flush()
+        if renv.size:
+            pend += self._frames(renv, rf, rbase)
+        end_frame = self.released
+        at = max(self.n_raw, self.release_floor)
+        for s in self.seg.flush():
+            pend += self._finished(s, at)
+        now_s = self._t(end_frame)
+        pend += self._series(self.plm.flush(now_s), at)
+        pend += self._series(self.restless.flush(now_s), at)
+        for call in self.sleep.flush():
+            pend += self._sleep_call(call, at)
+        return self._assemble(pend)
+
+    # ---------------------------------------------------------------- frames
+    def _frames(self, env: np.ndarray, fault: np.ndarray, base: np.ndarray) -> list[Pending]:
+        k0 = self.released
+        n = env.size
+        ratio = env / base
+        self.f_ratio.append(ratio)
+        self.f_fault.append(fault)
+        pend: list[Pending] = []
+        upd = self.seg.process(env, base, fault)
+        self.f_moving.append(upd.moving)
+        for s in upd.finished:
+            pend += self._finished(s, self._at(s.decided))
+        for o in upd.onsets:
+            pend.append(self._pend(self._at(o + 1), ORDER_STATE, StateChange("moving", True, self._t(o))))
+        self.released = k0 + n
+        end_frame = self.released
+        now_s = self._t(end_frame)
+        open_start = self.seg.open_start
+        open_s = None if open_start is None else self._t(open_start)
+        pend += self._series(self.plm.timeout(now_s, open_s), None)
+        pend += self._series(self.restless.timeout(now_s, open_s), None)
+        pend += self._ticks(k0, ratio, fault)
+        return pend
+
+    def _finished(self, s: Segment, at: int) -> list[Pending]:
+        p = self.params
+        ratio = self.f_ratio.get(s.start, s.end)
+        band = self.t_move.get(s.start * self.frame_n, s.end * self.frame_n)
+        lab = classify_segment(ratio, band, self.frame_s, self.fs, p)
+        start_s, end_s = self._t(s.start), self._t(s.end)
+        off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
+        # a movement that runs into a sensor fault is the fault's doing, not a movement
+        if not lab.type or self.f_fault.get(s.start, s.end + self.seg.n_off).any():
+            return [off_state]
+        ev = Event(
+            -1,
+            lab.type,
+            start_s,
+            end_s,
+            round(lab.intensity, 3),
+            p.profile,
+            confidence=round(lab.confidence, 3),
+            details=lab.details,
+        )
+        out = [self._pend(at, ORDER_MOVEMENT, ev), off_state]
+        series = self.plm.add(lab.type, start_s, end_s, lab.intensity)
+        series += self.restless.add(start_s, end_s, lab.intensity)
+        out += self._series(series, at)
+        return out
+
+    def _series(self, items: list[SeriesOut], at: int | None) -> list[Pending]:
+        """Series events; ``at`` is the deciding movement's index, None for timeouts."""
+        out = []
+        for it in items:
+            if at is None or it.timeout:
+                a = max(math.ceil(it.decided_s * self.rate_hz - 1e-9), self.release_floor)
+            else:
+                a = at
+            details = {"movements": float(it.movements), "mean_interval_s": round(it.mean_interval_s, 3)}
+            ev = Event(
+                -1,
+                it.type,
+                it.start_s,
+                it.end_s,
+                round(it.intensity, 3),
+                self.params.profile,
+                details=details,
+            )
+            out.append(self._pend(a, ORDER_SERIES, ev))
+        return out
+
+    # ---------------------------------------------------------------- ticks: vitals, presence, epochs
+    def _ticks(self, k0: int, ratio: np.ndarray, fault: np.ndarray) -> list[Pending]:
+        p = self.params
+        pend: list[Pending] = []
+        end = k0 + ratio.size
+        # per-frame activity counts (baseline units x seconds above count_k)
+        counts = np.where(fault, 0.0, np.maximum(ratio - p.count_k, 0.0)) * self.frame_s
+        csum = np.concatenate(([0.0], np.cumsum(counts)))
+        pos = k0
+        while True:
+            nxt = min(self.next_hop, self.next_epoch)
+            if nxt > end:
+                break
+            self.epoch_count += float(csum[nxt - k0] - csum[pos - k0])
+            pos = nxt
+            if nxt == self.next_hop:
+                pend += self._hop(nxt)
+                self.next_hop += self.hop_frames
+            if nxt == self.next_epoch:
+                pend += self._epoch(nxt)
+                self.next_epoch += self.epoch_frames
+        self.epoch_count += float(csum[end - k0] - csum[pos - k0])
+        return pend
+
+    def _hop(self, f_end: int) -> list[Pending]:
+        p = self.params
+        at = self._at(f_end)
+        t_end = self._t(f_end)
+        out: list[Pending] = []
+        w0 = f_end - self.win_frames
+        mov = bool(self.f_moving.get(w0, f_end).any())
+        flt = bool(self.f_fault.get(w0, f_end).any())
+        i1 = f_end * self.frame_n
+        i0 = max(0, w0 * self.frame_n)
+        heart = self.t_heart.get(i0, i1)
+        breath = self.t_breath.get(i0, i1)
+        hr: float | None = None
+        br: float | None = None
+        hp = bp = 0.0
+        if heart.size and not flt:
+            hr, hp = heart_rate(
+                heart[-self.vit_frames * self.frame_n :], self.fs, p.heart_min_bpm, p.heart_max_bpm
+            )
+            br, bp = breath_rate(breath, self.fs, p.breath_min_bpm, p.breath_max_bpm)
+        if w0 >= 0 and not flt:
+            rms = float(np.sqrt(np.mean(heart * heart) + np.mean(breath * breath)))
+            occupied = self.presence.evidence(rms, max(hp, bp), mov)
+            ch = self.presence.update(self._t(w0), t_end, occupied)
+            if ch is not None:
+                if not ch.first:
+                    typ = "bed_entry" if ch.in_bed else "bed_exit"
+                    ev = Event(-1, typ, ch.since_s, ch.since_s, 0.0, p.profile)
+                    out.append(self._pend(at, ORDER_PRESENCE, ev))
+                out.append(self._pend(at, ORDER_STATE, StateChange("in_bed", ch.in_bed, ch.since_s)))
+        ok = self.presence.state is True and not mov and not flt
+        hr_out = round(hr, 1) if ok and hr is not None and hp >= p.vitals_min_periodicity else None
+        br_out = round(br, 1) if ok and br is not None and bp >= p.vitals_min_periodicity else None
+        out.append(self._pend(at, ORDER_VITALS, Vitals(t_end, hr_out, br_out)))
+        return out
+
+    def _epoch(self, f_end: int) -> list[Pending]:
+        at = self._at(f_end)
+        count = self.epoch_count
+        self.epoch_count = 0.0
+        in_bed = self.presence.state is not False
+        self.epoch_inbed.append(in_bed)
+        self.epoch_counts.append(round(count, 6))
+        out: list[Pending] = []
+        for call in self.sleep.add(count, in_bed):
+            out += self._sleep_call(call, at)
+        return out
+
+    def _sleep_call(self, call: SleepCall, at: int) -> list[Pending]:
+        p = self.params
+        e_s = p.epoch_s
+        # counts of called epochs are kept by the stream
+        count = self.epoch_counts[call.epoch]
+        in_bed = self.epoch_inbed[call.epoch] if call.epoch < len(self.epoch_inbed) else False
+        out = [self._pend(at, ORDER_EPOCH, Epoch(call.epoch * e_s, e_s, count, call.asleep, in_bed))]
+        if call.transition is not None:
+            start = call.bout_start_epoch * e_s
+            end = (call.epoch + 1) * e_s
+            ev = Event(
+                -1,
+                call.transition,
+                start,
+                end,
+                0.0,
+                p.profile,
+                details={"weighted_activity": round(call.weighted, 3)},
+            )
+            out.append(self._pend(at, ORDER_SLEEP, ev))
+            out.append(
+                self._pend(at, ORDER_STATE, StateChange("asleep", call.transition == "fell_asleep", start))
+            )
+        return out
+
+    # ---------------------------------------------------------------- assembly
+    def _assemble(self, pend: list[Pending]) -> list[Output]:
+        pend.sort(key=Pending.key)
+        out: list[Output] = []
+        for item in pend:
+            o = item.output
+            if isinstance(o, StateChange):
+                cur = self.state
+                if getattr(cur, o.field) == o.value:
+                    continue
+                self.state = replace(cur, t_s=o.t_s, **{o.field: o.value})
+                out.append(self.state)
+                continue
+            if isinstance(o, Event):
+                cause = None
+                if o.type == "awakening":
+                    cause = self._cause(o)
+                o = replace(o, seq=self.seq, cause_seq=cause)
+                self.seq += 1
+                if o.type in MOVEMENT_TYPES:
+                    self.recent_moves.append(o)
+            out.append(o)
+        return out
+
+    def _cause(self, aw: Event) -> int | None:
+        """The movement that most likely caused an awakening.
+
+        The last movement starting within ``cause_window_s`` before the wake bout; failing
+        that, the first one starting in the bout's first epoch (epochs quantise the bout).
+        """
+        lo = aw.start_s - self.params.cause_window_s
+        before = [m for m in self.recent_moves if lo <= m.start_s <= aw.start_s]
+        if before:
+            return before[-1].seq
+        after = [m for m in self.recent_moves if aw.start_s < m.start_s <= aw.start_s + self.params.epoch_s]
+        return after[0].seq if after else None
+
+
+def analyze_array(samples: np.ndarray, rate_hz: float, params: DetectorParams | None = None) -> list[Output]:
+    """Offline convenience: the whole recording in one pass, then flush."""
+    det = Detector(rate_hz, params)
+    out = det.process(samples)
+    out += det.flush()
+    return out

@@ -1,0 +1,298 @@
+"""Stage 8 (run first): sensor faults, found and repaired before any filtering.
+
+A sample is *implausible* when it sits on an ADC rail (if the full scale is known) or jumps
+from the previous sample by more than ``glitch_jump_k`` times the typical per-second largest
+jump of the last 30 s. Real movement on a bed sensor is mechanically low-passed: on the
+reference fibre-optic recording the largest movement jump is about 15x the quiet per-second
+maximum, while ADC glitches jump by 100-500x. Implausible samples are replaced by the last
+good value (so they never reach the movement filters) until either
+
+* the signal returns to within a quarter of the limit of the last good value (a *glitch* if
+  the run is at most ``glitch_max_samples`` long, else a *disturbance*), or
+* it stays self-consistent (every jump within the limit) for ``resync_s``: the sensor has
+  a new level (re-zeroed, re-seated). The new level is accepted and downstream filters are
+  reset to it, so the step never rings through the movement band.
+
+Identical consecutive samples for ``stuck_s`` are a *stuck* sensor. Faults closer than
+``fault_merge_s`` merge into one ``sensor_fault`` event, so a burst of glitches is one event.
+All decisions are causal with sample-exact state, so results do not depend on block size.
+The limit is undefined in the first second of a stream (no history): only rail values are
+caught there.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.detect.emit import ORDER_FAULT, Pending
+from service.detect.params import DetectorParams
+from service.detect.types import Event
+
+_HISTORY_SECONDS = 30
+_RETURN_FRACTION = 0.25  # a glitch has returned when within a quarter of the limit
+_KIND_CODE = {"glitch": 1.0, "disturbance": 2.0, "saturation": 3.0, "stuck": 4.0}
+
+
+@dataclass(slots=True)
+class HealthResult:
+    """The repaired block and what health found in it."""
+
+    clean: np.ndarray  # float64, same length as the input block
+    fault: np.ndarray  # bool per sample: True where the value was replaced
+    resets: list[int] = field(default_factory=list)  # block-relative indices: new level from here
+    pending: list[Pending] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Span:
+    start: int
+    end: int
+    kinds: set[str]
+    samples: int
+
+
+class SensorHealth:
+    """Streaming glitch / disturbance / stuck detector and repairer (one per stream)."""
+
+    def __init__(self, rate_hz: float, params: DetectorParams) -> None:
+        self.rate_hz = rate_hz
+        self.p = params
+        self.sec_n = max(1, round(rate_hz))
+        self.resync_n = max(2, round(params.resync_s * rate_hz))
+        self.stuck_n = max(2, round(params.stuck_s * rate_hz))
+        self.merge_n = max(1, round(params.fault_merge_s * rate_hz))
+        self.full_scale = float(params.adc_full_scale_counts)
+        self.n = 0  # samples seen
+        self.prev: float | None = None  # last raw input sample
+        self.stats: deque[float] = deque(maxlen=_HISTORY_SECONDS)
+        self.sec_max = 0.0  # running max |diff| of the current second
+        self.limit = np.inf
+        # fault state
+        self.in_fault = False
+        self.fault_start = 0
+        self.last_good = 0.0
+        self.consistent = 0
+        self.fault_rail = False
+        # stuck state
+        self.same_run = 0
+        self.stuck_reported = False
+        # merging of fault spans into events
+        self.span: _Span | None = None
+        self.serial = 0
+
+    # ------------------------------------------------------------------------------------
+    def _limit_from(self, values: np.ndarray) -> float:
+        med = float(np.median(values)) if values.size else 0.0
+        return self.p.glitch_jump_k * med if med > 0 else np.inf
+
+    def _limits(self, d: np.ndarray) -> np.ndarray:
+        """Per-sample jump limit for this block; updates the per-second statistics.
+
+        ``d[i]`` is |x[i] - x[i-1]| of the block (0 for the very first sample). The limit of
+        a second comes from the seconds before it only (causal), vectorised over the block.
+        """
+        n = d.size
+        limits = np.empty(n)
+        off = self.n % self.sec_n
+        a = min(n, (self.sec_n - off) % self.sec_n)
+        if a:
+            limits[:a] = self.limit
+            self.sec_max = max(self.sec_max, float(d[:a].max()))
+            if off + a == self.sec_n:
+                self.stats.append(self.sec_max)
+                self.sec_max = 0.0
+                self.limit = self._limit_from(np.fromiter(self.stats, float))
+        m = (n - a) // self.sec_n
+        if m:
+            full = d[a : a + m * self.sec_n].reshape(m, self.sec_n).max(axis=1)
+            prior = np.fromiter(self.stats, float)
+            comb = np.concatenate((np.full(_HISTORY_SECONDS - prior.size, np.nan), prior, full))
+            win = np.lib.stride_tricks.sliding_window_view(comb[:-1], _HISTORY_SECONDS)[-m:]
+            if prior.size >= _HISTORY_SECONDS or m == 0:
+                med = np.median(win, axis=1)
+            else:
+                med = np.full(m, np.nan)
+                ok = ~np.isnan(win).all(axis=1)
+                if ok.any():
+                    with np.errstate(all="ignore"):
+                        med[ok] = np.nanmedian(win[ok], axis=1)
+            lim = np.where(np.nan_to_num(med, nan=0.0) > 0, self.p.glitch_jump_k * med, np.inf)
+            lim[0] = self.limit
+            limits[a : a + m * self.sec_n] = np.repeat(lim, self.sec_n)
+            self.stats.extend(full.tolist())
+            self.limit = self._limit_from(np.fromiter(self.stats, float))
+        r = n - a - m * self.sec_n
+        if r:
+            limits[n - r :] = self.limit
+            self.sec_max = max(self.sec_max, float(d[n - r :].max()))
+        return limits
+
+    def process(self, x: np.ndarray) -> HealthResult:
+        """Check and repair one block of raw samples (float64, 1-D)."""
+        n = x.size
+        if n == 0:
+            return HealthResult(x.copy(), np.zeros(0, bool))
+        start_abs = self.n
+        prev = x[0] if self.prev is None else self.prev
+        d = np.abs(np.diff(x, prepend=prev))
+        limits = self._limits(d)
+        if self.full_scale > 0:
+            rail = (x <= 0.0) | (x >= self.full_scale)
+        else:
+            rail = np.zeros(n, bool)
+        jump_bad = d > limits
+        clean = x.copy()
+        fault = np.zeros(n, bool)
+        resets: list[int] = []
+        pending: list[Pending] = []
+
+        pos = 0
+        while pos < n:
+            if not self.in_fault:
+                bad = np.flatnonzero(jump_bad[pos:] | rail[pos:])
+                if bad.size == 0:
+                    break
+                i = pos + int(bad[0])
+                self.in_fault = True
+                self.fault_start = start_abs + i
+                self.last_good = float(x[i - 1]) if i > 0 else float(prev)
+                self.consistent = 0
+                self.fault_rail = bool(rail[i])
+                pos = i
+                fault[i] = True
+                clean[i] = self.last_good
+                pos = i + 1
+                continue
+            # in a fault: find where it ends within this block
+            seg = slice(pos, n)
+            ok = ~rail[seg]
+            returned = ok & (np.abs(x[seg] - self.last_good) <= _RETURN_FRACTION * limits[seg])
+            consistent = ok & (d[seg] <= limits[seg])
+            self.fault_rail = self.fault_rail or bool(rail[seg].any())
+            idx = np.arange(consistent.size)
+            last_false = np.maximum.accumulate(np.where(~consistent, idx, -1))
+            run = np.where(last_false < 0, idx + 1 + self.consistent, idx - last_false)
+            ret_i = int(np.argmax(returned)) if returned.any() else -1
+            res_hits = np.flatnonzero(run >= self.resync_n)
+            res_i = int(res_hits[0]) if res_hits.size else -1
+            if ret_i < 0 and res_i < 0:
+                fault[seg] = True
+                clean[seg] = self.last_good
+                tail = consistent.size - 1 - int(last_false[-1])
+                self.consistent = tail + self.consistent if last_false[-1] < 0 else tail
+                pos = n
+                break
+            if ret_i >= 0 and (res_i < 0 or ret_i <= res_i):
+                end = pos + ret_i
+                resync = False
+            else:
+                end = pos + res_i
+                resync = True
+            fault[pos:end] = True
+            clean[pos:end] = self.last_good
+            length = start_abs + end - self.fault_start
+            if resync:
+                resets.append(end)
+                kind = "saturation" if self.fault_rail else "disturbance"
+            elif length <= self.p.glitch_max_samples:
+                kind = "glitch"
+            else:
+                kind = "saturation" if self.fault_rail else "disturbance"
+            self.in_fault = False
+            pending += self._add_span(self.fault_start, start_abs + end, kind, length)
+            pos = end
+
+        pending += self._stuck(x, prev, start_abs)
+        self.prev = float(x[-1])
+        self.n += n
+        pending += self._due(self.n)
+        return HealthResult(clean, fault, resets, pending)
+
+    # ------------------------------------------------------------------------------------
+    def _stuck(self, x: np.ndarray, prev: float, start_abs: int) -> list[Pending]:
+        same = x == np.concatenate(([prev], x[:-1])) if self.n > 0 else np.r_[False, x[1:] == x[:-1]]
+        idx = np.arange(x.size)
+        last_false = np.maximum.accumulate(np.where(~same, idx, -1))
+        run = np.where(last_false < 0, idx + 1 + self.same_run, idx - last_false)
+        out: list[Pending] = []
+        # a run resets the report flag when it breaks
+        breaks = np.flatnonzero(~same)
+        hits = np.flatnonzero(run >= self.stuck_n)
+        if hits.size:
+            # first hit of each run that was not reported yet
+            run_id = np.searchsorted(breaks, hits, side="right")
+            first = np.r_[True, run_id[1:] != run_id[:-1]]
+            for k in np.flatnonzero(first):
+                h = int(hits[k])
+                if run_id[k] == 0 and self.stuck_reported:
+                    continue
+                at = start_abs + h + 1
+                t0 = (at - self.stuck_n) / self.rate_hz
+                ev = Event(
+                    -1,
+                    "sensor_fault",
+                    t0,
+                    at / self.rate_hz,
+                    0.0,
+                    self.p.profile,
+                    details={"kind": _KIND_CODE["stuck"], "samples": float(self.stuck_n)},
+                )
+                self.serial += 1
+                out.append(Pending(at, ORDER_FAULT, ev, self.serial))
+        if breaks.size:
+            self.stuck_reported = bool(run[-1] >= self.stuck_n)
+        else:
+            self.stuck_reported = self.stuck_reported or bool(run[-1] >= self.stuck_n)
+        self.same_run = int(run[-1])
+        return out
+
+    def _add_span(self, start: int, end: int, kind: str, length: int) -> list[Pending]:
+        out: list[Pending] = []
+        if self.span is not None and start - self.span.end > self.merge_n:
+            out.append(self._emit(self.span, self.span.end + self.merge_n))
+            self.span = None
+        if self.span is None:
+            self.span = _Span(start, end, {kind}, length)
+        else:
+            self.span.end = end
+            self.span.kinds.add(kind)
+            self.span.samples += length
+        return out
+
+    def _due(self, now: int) -> list[Pending]:
+        if self.span is None or now < self.span.end + self.merge_n:
+            return []
+        if not self.in_fault or self.fault_start - self.span.end > self.merge_n:
+            p = self._emit(self.span, self.span.end + self.merge_n)
+            self.span = None
+            return [p]
+        return []
+
+    def _emit(self, span: _Span, at: int) -> Pending:
+        kind = max(span.kinds, key=lambda k: _KIND_CODE[k])
+        ev = Event(
+            -1,
+            "sensor_fault",
+            span.start / self.rate_hz,
+            span.end / self.rate_hz,
+            0.0,
+            self.p.profile,
+            details={"kind": _KIND_CODE[kind], "samples": float(span.samples)},
+        )
+        self.serial += 1
+        return Pending(at, ORDER_FAULT, ev, self.serial)
+
+    def flush(self) -> list[Pending]:
+        """End of stream: close an open fault and emit the pending merged event."""
+        out: list[Pending] = []
+        if self.in_fault:
+            self.in_fault = False
+            kind = "saturation" if self.fault_rail else "disturbance"
+            out += self._add_span(self.fault_start, self.n, kind, self.n - self.fault_start)
+        if self.span is not None:
+            out.append(self._emit(self.span, self.n))
+            self.span = None
+        return out

@@ -1,0 +1,262 @@
+"""Stage 6: sleep/wake from epoch activity counts, awakenings, and the night's summary.
+
+``score_sleep`` accepts any epoch counts (bed-sensor counts from the Detector, or wrist
+actigraphy counts) and any epoch length. It is a Cole-Kripke-style rule (Cole et al. 1992,
+Sleep 15:461): a weighted window over the activity from 4 min before to 2 min after each
+epoch, with Cole-Kripke's 1-min weights (404, 598, 326, 441, 1408, 508, 350, normalised to a
+weighted mean), applied to counts *normalised to the night's own scale* instead of a
+device-specific constant: counts are divided by ``scale`` (by default a robust high level of
+the record: the mean of its top decile of non-zero counts, so a wrist device's counts and the
+bed sensor's baseline-relative counts land on the same scale) and compressed with
+``log1p`` so one violent movement does not hide the rest. An epoch is wake when the
+weighted value reaches ``threshold``.
+
+``cole_kripke`` is the classic reference (1-min epochs, P = 0.00001, D < 1 is sleep) for
+comparison. ``find_bouts`` / ``find_awakenings`` turn per-epoch calls into debounced bouts:
+an awakening is a wake bout of at least ``wake_bout_epochs`` after sleep onset (one bout is
+one awakening), sleep onset the first sleep bout of at least ``sleep_bout_epochs``.
+
+The Detector's streaming scorer (``SleepStream``) uses the same weighted window on
+baseline-relative counts (``scale`` fixed at 1: the resting baseline already normalises the
+bed sensor). Its calls lag the stream by the window's look-ahead (2 min) plus the epoch
+length; awakening / fell_asleep events lag by a further ``wake_bout_epochs`` /
+``sleep_bout_epochs`` epochs (about 3 to 4 min in all with the defaults).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Cole-Kripke 1992, 1-min epochs: weights for minutes -4..+2 (P = 0.00001).
+CK_WEIGHTS_1MIN = np.array([404.0, 598.0, 326.0, 441.0, 1408.0, 508.0, 350.0])
+CK_P_1MIN = 0.00001
+_CK_BEFORE_MIN = 4
+_CK_AFTER_MIN = 2
+
+
+def cole_kripke(counts_per_min: np.ndarray) -> np.ndarray:
+    """Classic Cole-Kripke (1992) on 1-min counts: True where asleep (D < 1).
+
+    Epochs beyond the record are taken as 0 (the published rule leaves the edges open).
+    """
+    a = np.asarray(counts_per_min, dtype=float)
+    if a.size == 0:
+        return np.zeros(0, bool)
+    pad = np.concatenate((np.zeros(_CK_BEFORE_MIN), a, np.zeros(_CK_AFTER_MIN)))
+    d = CK_P_1MIN * np.convolve(pad, CK_WEIGHTS_1MIN[::-1], mode="valid")
+    return np.asarray(d < 1.0)
+
+
+def window_weights(epoch_s: float) -> tuple[np.ndarray, int]:
+    """Cole-Kripke's weights resampled to ``epoch_s`` epochs, summing to 1.
+
+    Returns (weights, look-ahead in epochs). For 60-s epochs these are the published
+    weights normalised; for 30-s epochs each minute's weight is shared by its two epochs.
+    """
+    if epoch_s <= 0:
+        raise ValueError(f"epoch_s must be positive, got {epoch_s}")
+    before = max(1, round(_CK_BEFORE_MIN * 60.0 / epoch_s))
+    after = max(1, round(_CK_AFTER_MIN * 60.0 / epoch_s))
+    # epoch centre offsets in minutes, mapped onto the 1-min weight profile
+    offs = np.arange(-before, after + 1) * epoch_s / 60.0
+    w = np.interp(offs, np.arange(-_CK_BEFORE_MIN, _CK_AFTER_MIN + 1), CK_WEIGHTS_1MIN)
+    return w / w.sum(), after
+
+
+def night_scale(counts: np.ndarray) -> float:
+    """The night's own activity scale: mean of the top decile of non-zero counts (>0)."""
+    c = np.asarray(counts, dtype=float)
+    nz = c[c > 0]
+    if nz.size == 0:
+        return 1.0
+    hi = nz[nz >= np.quantile(nz, 0.9)]
+    return float(hi.mean()) if hi.size else 1.0
+
+
+def weighted_activity(counts: np.ndarray, epoch_s: float, scale: float) -> np.ndarray:
+    """The weighted, normalised activity of every epoch (edges padded with 0)."""
+    c = np.log1p(np.maximum(np.asarray(counts, dtype=float), 0.0) / max(scale, 1e-12) * 10.0)
+    w, after = window_weights(epoch_s)
+    before = w.size - 1 - after
+    pad = np.concatenate((np.zeros(before), c, np.zeros(after)))
+    return np.convolve(pad, w[::-1], mode="valid")
+
+
+def score_sleep(
+    counts: np.ndarray,
+    epoch_s: float,
+    threshold: float = 1.0,
+    scale: float | None = None,
+) -> np.ndarray:
+    """Sleep (True) / wake per epoch from any epoch activity counts.
+
+    ``counts`` are non-negative activity counts per epoch of ``epoch_s`` seconds (bed-sensor
+    counts or wrist actigraphy). ``scale`` normalises them (default: ``night_scale``);
+    ``threshold`` is on the weighted value of ``log1p(10 x counts / scale)``: 1.0 means the
+    window averages about a fifth of the night's high activity level. Empty input gives an
+    empty array; negative counts count as 0.
+    """
+    c = np.asarray(counts, dtype=float)
+    if c.size == 0:
+        return np.zeros(0, bool)
+    s = night_scale(c) if scale is None else scale
+    return np.asarray(weighted_activity(c, epoch_s, s) < threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class Bout:
+    """A run of epochs ``[start, end)`` with the same call."""
+
+    start: int
+    end: int
+    asleep: bool
+
+
+def find_bouts(asleep: np.ndarray) -> list[Bout]:
+    """Runs of equal calls, in order."""
+    a = np.asarray(asleep, dtype=bool)
+    if a.size == 0:
+        return []
+    edges = np.flatnonzero(a[1:] != a[:-1]) + 1
+    starts = np.concatenate(([0], edges))
+    ends = np.concatenate((edges, [a.size]))
+    return [Bout(int(s), int(e), bool(a[s])) for s, e in zip(starts, ends, strict=True)]
+
+
+def find_awakenings(asleep: np.ndarray, wake_bout_epochs: int = 2, sleep_bout_epochs: int = 2) -> list[Bout]:
+    """Wake bouts of at least ``wake_bout_epochs`` between sleep onset and sleep offset.
+
+    Sleep onset is the first sleep bout of at least ``sleep_bout_epochs``; shorter wake
+    bouts are absorbed (one awakening is one bout, however fragmented its calls inside).
+    """
+    a = np.asarray(asleep, dtype=bool)
+    bouts = find_bouts(a)
+    onset = next((b.start for b in bouts if b.asleep and b.end - b.start >= sleep_bout_epochs), None)
+    if onset is None:
+        return []
+    last_sleep = max(b.end for b in bouts if b.asleep)
+    out = [
+        b
+        for b in bouts
+        if not b.asleep and b.start >= onset and b.end <= last_sleep and b.end - b.start >= wake_bout_epochs
+    ]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SleepSummary:
+    """A night's sleep figures (seconds from the start of the counts; minutes where named)."""
+
+    sleep_onset_s: float | None
+    sleep_offset_s: float | None
+    total_sleep_min: float
+    waso_min: float
+    awakenings: int
+    efficiency: float | None  # sleep time / (offset - onset)
+
+
+def summarize_sleep(
+    asleep: np.ndarray, epoch_s: float, wake_bout_epochs: int = 2, sleep_bout_epochs: int = 2
+) -> SleepSummary:
+    """Sleep onset/offset, wake after sleep onset, awakenings, from per-epoch calls."""
+    a = np.asarray(asleep, dtype=bool)
+    bouts = find_bouts(a)
+    onset = next((b.start for b in bouts if b.asleep and b.end - b.start >= sleep_bout_epochs), None)
+    if onset is None:
+        return SleepSummary(None, None, float(a.sum()) * epoch_s / 60.0, 0.0, 0, None)
+    offset = max(b.end for b in bouts if b.asleep)
+    span = a[onset:offset]
+    waso = float((~span).sum()) * epoch_s / 60.0
+    tst = float(span.sum()) * epoch_s / 60.0
+    n_aw = len(find_awakenings(a, wake_bout_epochs, sleep_bout_epochs))
+    eff = tst / ((offset - onset) * epoch_s / 60.0) if offset > onset else None
+    return SleepSummary(onset * epoch_s, offset * epoch_s, tst, waso, n_aw, eff)
+
+
+@dataclass(frozen=True, slots=True)
+class SleepCall:
+    """One epoch's call from the streaming scorer, with any bout transition it completed."""
+
+    epoch: int
+    asleep: bool
+    weighted: float
+    transition: str | None  # "awakening" / "fell_asleep" / None
+    bout_start_epoch: int  # first epoch of the bout that made the transition
+
+
+class SleepStream:
+    """Streaming version of ``score_sleep`` with debounced bouts (one per Detector).
+
+    Feed one count per finished epoch; the call for epoch ``e`` comes out when epoch
+    ``e + look-ahead`` is in. Epochs out of bed are forced to wake.
+    """
+
+    def __init__(
+        self,
+        epoch_s: float,
+        threshold: float,
+        wake_bout_epochs: int,
+        sleep_bout_epochs: int,
+        scale: float = 1.0,
+    ) -> None:
+        self.epoch_s = epoch_s
+        self.w, self.after = window_weights(epoch_s)
+        self.before = self.w.size - 1 - self.after
+        self.threshold = threshold
+        self.scale = scale
+        self.wake_n = max(1, wake_bout_epochs)
+        self.sleep_n = max(1, sleep_bout_epochs)
+        self.buf: list[float] = [0.0] * self.before  # compressed counts, padded history
+        self.in_bed: list[bool] = []
+        self.next_epoch = 0  # next epoch to call
+        self.asleep: bool | None = None
+        self.run_state: bool | None = None
+        self.run_start = 0
+        self.run_len = 0
+
+    def _compress(self, count: float) -> float:
+        return float(np.log1p(max(count, 0.0) / self.scale * 10.0))
+
+    def add(self, count: float, in_bed: bool) -> list[SleepCall]:
+        """Feed the next epoch's count; return the calls that became possible."""
+        self.buf.append(self._compress(count))
+        self.in_bed.append(in_bed)
+        out: list[SleepCall] = []
+        while self.next_epoch + self.after < len(self.in_bed):
+            out.append(self._call())
+        return out
+
+    def flush(self) -> list[SleepCall]:
+        """End of stream: call the remaining epochs with the future padded by 0."""
+        out: list[SleepCall] = []
+        n = len(self.in_bed)
+        pad = 0
+        while self.next_epoch < n:
+            self.buf.append(0.0)
+            pad += 1
+            out.append(self._call())
+        del self.buf[len(self.buf) - pad :]
+        return out
+
+    def _call(self) -> SleepCall:
+        e = self.next_epoch
+        window = np.asarray(self.buf[e : e + self.w.size])
+        weighted = float(window @ self.w)
+        asleep = bool(weighted < self.threshold) and self.in_bed[e]
+        self.next_epoch += 1
+        # drop history nobody needs (keep indices stable by trimming lazily)
+        transition = None
+        if asleep == self.run_state:
+            self.run_len += 1
+        else:
+            self.run_state, self.run_start, self.run_len = asleep, e, 1
+        bout_start = self.run_start
+        if asleep and self.asleep is not True and self.run_len == self.sleep_n:
+            self.asleep = True
+            transition = "fell_asleep"
+        elif not asleep and self.asleep is not False and self.run_len == self.wake_n:
+            transition = "awakening" if self.asleep is True else None
+            self.asleep = False
+        return SleepCall(e, asleep, weighted, transition, bout_start)

@@ -1,0 +1,102 @@
+"""Stage 7: heart rate (ballistocardiogram) and breathing rate from the still sleeper.
+
+Heart rate: the heart band (1-10 Hz) is squared and smoothed over 0.1 s into a beat-energy
+envelope whose period is the beat interval whatever the shape of the BCG complex (H-I-J-K
+waves give one energy lobe per beat). Its autocorrelation over the window (10-30 s) is
+searched between ``heart_max_bpm`` and ``heart_min_bpm``; the peak is refined by parabolic
+interpolation. Harmonics: the autocorrelation of a periodic envelope also peaks at 2, 3 ...
+beat intervals, and a split J-K lobe can peak at half the interval; the shortest lag whose
+peak reaches 85 % of the best is taken (sub-harmonic rule), and a half-interval peak is only
+accepted if the envelope's spectrum agrees. Breathing rate: the same autocorrelation search
+on the breath band (0.05-1 Hz), decimated to 5 Hz, between 6 and 30 breaths per minute.
+
+A rate is reported only when the autocorrelation peak reaches ``vitals_min_periodicity``;
+the Detector asks only for windows that are still, fault-free and in bed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _autocorr(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Normalised autocorrelation for lags 0..max_lag (unbiased by overlap length)."""
+    n = x.size
+    x = x - x.mean()
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, nfft)
+    ac = np.fft.irfft(f.real**2 + f.imag**2, nfft)[: max_lag + 1]
+    if ac[0] <= 0:
+        return np.zeros(max_lag + 1)
+    ac = ac / (n - np.arange(max_lag + 1))  # unbiased
+    return ac / ac[0]
+
+
+def _peaks(ac: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Indices of local maxima of ``ac`` in [lo, hi]."""
+    lo = max(lo, 1)
+    hi = min(hi, ac.size - 2)
+    if hi < lo:
+        return np.zeros(0, int)
+    seg = ac[lo - 1 : hi + 2]
+    is_peak = (seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])
+    return np.flatnonzero(is_peak) + lo
+
+
+def _refine(ac: np.ndarray, k: int) -> float:
+    """Parabolic interpolation of a peak position."""
+    if 0 < k < ac.size - 1:
+        a, b, c = ac[k - 1], ac[k], ac[k + 1]
+        den = a - 2 * b + c
+        if den < 0:
+            return k + 0.5 * (a - c) / den
+    return float(k)
+
+
+def rate_from_autocorr(
+    x: np.ndarray, fs: float, min_per_min: float, max_per_min: float, harmonic_ratio: float = 0.85
+) -> tuple[float | None, float]:
+    """Dominant repetition rate of ``x`` in events per minute, and its periodicity (0-1).
+
+    The shortest lag whose autocorrelation peak reaches ``harmonic_ratio`` x the highest
+    peak in range wins, so a multiple of the period never beats the period itself.
+    """
+    lo = int(np.floor(fs * 60.0 / max_per_min))
+    hi = int(np.ceil(fs * 60.0 / min_per_min))
+    if x.size < 2 * hi or hi < 2:
+        return None, 0.0
+    ac = _autocorr(x, hi + 1)
+    pk = _peaks(ac, lo, hi)
+    if pk.size == 0:
+        return None, 0.0
+    vals = ac[pk]
+    best = float(vals.max())
+    if best <= 0:
+        return None, best
+    k = int(pk[np.flatnonzero(vals >= harmonic_ratio * best)[0]])
+    lag = _refine(ac, k)
+    return 60.0 * fs / lag, float(ac[k])
+
+
+def heart_rate(
+    heart_band: np.ndarray, fs: float, min_bpm: float = 40.0, max_bpm: float = 150.0
+) -> tuple[float | None, float]:
+    """Heart rate (bpm) and periodicity from a heart-band (1-10 Hz) BCG window at ``fs``."""
+    if fs < 5.0 or heart_band.size == 0:
+        return None, 0.0
+    e = heart_band * heart_band
+    w = max(1, round(0.1 * fs))
+    if w > 1:
+        c = np.cumsum(np.concatenate(([0.0], e)))
+        e = (c[w:] - c[:-w]) / w
+    e = np.sqrt(e)
+    return rate_from_autocorr(e, fs, min_bpm, max_bpm)
+
+
+def breath_rate(
+    breath_band: np.ndarray, fs: float, min_bpm: float = 6.0, max_bpm: float = 30.0
+) -> tuple[float | None, float]:
+    """Breathing rate (breaths/min) and periodicity from a breath-band window at ``fs``."""
+    step = max(1, int(fs // 5.0))
+    x = breath_band[::step]
+    return rate_from_autocorr(x, fs / step, min_bpm, max_bpm, harmonic_ratio=0.8)

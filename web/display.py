@@ -1,0 +1,142 @@
+"""Display helpers for the pages (Jinja filters): local times, durations, labels, live-state rows.
+
+The browser script (static/tonight.js) formats the same way when it refreshes the page; the
+labels reach it as JSON from here, so they are written once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+
+from web.queries import parse_utc
+
+logger = logging.getLogger(__name__)
+
+EVENT_LABELS: dict[str, str] = {
+    "jerk": "Jerk",
+    "limb_movement": "Limb movement",
+    "spasm": "Spasm",
+    "large_movement": "Large movement",
+    "plm_series": "PLM series",
+    "restless": "Restless period",
+    "awakening": "Awakening",
+    "fell_asleep": "Fell asleep",
+    "bed_entry": "Got into bed",
+    "bed_exit": "Got out of bed",
+    "sensor_fault": "Sensor fault",
+}
+
+STATE_LABELS: dict[str, str] = {
+    "in_bed": "In bed",
+    "asleep": "Asleep",
+    "moving": "Moving",
+    "heart_bpm": "Heart rate",
+    "breath_bpm": "Breathing rate",
+    "sensor_ok": "Sensor",
+    "mqtt_connected": "MQTT",
+    "outbox_len": "Unsent messages",
+}
+"""Live-state keys shown on Tonight, in this order; other scalar keys follow under their name.
+
+``counts`` and ``night_id`` are left out: the page shows the night's counts from the events.
+"""
+
+HIDDEN_STATE_KEYS = frozenset({"counts", "night_id"})
+
+
+def event_label(event_type: str) -> str:
+    """Human name of an event type; unknown types are shown as they are stored."""
+    return EVENT_LABELS.get(event_type, event_type)
+
+
+def local_time(utc_text: str | None) -> str:
+    """``HH:MM:SS`` in this machine's time zone, from store-format UTC text ("" if unreadable)."""
+    moment = parse_utc(utc_text) if utc_text else None
+    return "" if moment is None else moment.astimezone().strftime("%H:%M:%S")
+
+
+def local_datetime(utc_text: str | None) -> str:
+    """``Sat 22 Nov 01:30`` in this machine's time zone ("" if unreadable)."""
+    moment = parse_utc(utc_text) if utc_text else None
+    return "" if moment is None else moment.astimezone().strftime("%a %d %b %H:%M")
+
+
+def duration(seconds: float | None) -> str:
+    """``0.4 s`` under 10 s, ``42 s`` under a minute, then ``3 min 05 s`` and ``1 h 02 min``."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def intensity(value: float | None) -> str:
+    """One decimal; a dash where intensity does not apply (0 or missing)."""
+    return "–" if not value else f"{value:.1f}"
+
+
+def _state_value(key: str, value: Any) -> str:
+    if value is None:
+        return "unknown"
+    if key == "sensor_ok" and isinstance(value, bool):
+        return "OK" if value else "FAULT"
+    if key == "mqtt_connected" and isinstance(value, bool):
+        return "connected" if value else "offline"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in ("heart_bpm", "breath_bpm") and isinstance(value, int | float):
+        return f"{value:.0f} /min"
+    return str(value)
+
+
+def state_rows(state: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """(key, label, text) for each live-state key present, known keys first.
+
+    Nested values other than the hidden ones are skipped: the page shows scalars only.
+    """
+    if not state:
+        return []
+    keys = [key for key in STATE_LABELS if key in state]
+    keys += [key for key in state if key not in STATE_LABELS and key not in HIDDEN_STATE_KEYS]
+    rows = []
+    for key in keys:
+        value = state[key]
+        if isinstance(value, dict | list):
+            continue
+        rows.append((key, STATE_LABELS.get(key, key), _state_value(key, value)))
+    return rows
+
+
+def age(seconds: float | None) -> str:
+    """``updated 3 s ago`` style text for the live state's age."""
+    if seconds is None:
+        return "never updated"
+    if seconds < 0:
+        return "updated just now"
+    return f"updated {duration(seconds)} ago"
+
+
+def now_local() -> str:
+    """This machine's local time with its zone name, for the page footer."""
+    return datetime.now().astimezone().strftime("%H:%M %Z")
+
+
+def init_app(app: Flask) -> None:
+    """Register the filters."""
+    app.jinja_env.filters.update(
+        event_label=event_label,
+        local_time=local_time,
+        local_datetime=local_datetime,
+        duration=duration,
+        intensity=intensity,
+        age=age,
+    )

@@ -1,0 +1,145 @@
+"""Run the web app under waitress: blocking (``serve``) or in a background thread (``start_in_thread``).
+
+The thread form is for tests and for a daemon that hosts the dashboard itself: it binds at
+once (port 0 picks a free port, reported as ``.port``) and ``stop()`` closes the listening
+socket and every connection, then joins the server's threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+from typing import Any
+
+import waitress
+from flask import Flask
+from waitress import wasyncore
+from waitress.server import BaseWSGIServer
+
+from web import create_app
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 4
+"""Waitress worker threads; each request (and later each live stream) holds one."""
+
+
+def serve(database: str, host: str = "127.0.0.1", port: int = 8080, unit_id: str = "bedside") -> None:
+    """Serve the dashboard for ``database`` on ``host:port`` until interrupted (blocks).
+
+    ``host`` defaults to loopback; give ``0.0.0.0`` to reach it from a phone on the LAN.
+    """
+    app = create_app({"DATABASE": database, "UNIT_ID": unit_id})
+    logger.info("serving Bedside web on %s:%d", host, port)
+    waitress.serve(app, host=host, port=port, threads=DEFAULT_THREADS, ident="bedside")
+
+
+class ServerHandle:
+    """A waitress server running in a background thread; see ``start_in_thread``.
+
+    ``host`` and ``port`` are the bound address (the real port when 0 was asked for);
+    ``url`` is ``http://host:port``. Usable as a context manager that stops on exit.
+    """
+
+    def __init__(self, server: BaseWSGIServer, thread_name: str) -> None:
+        self._server = server
+        self.host: str = server.effective_host
+        self.port: int = int(server.effective_port)
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except Exception:
+            logger.exception("web server on port %d stopped with an error", self.port)
+
+    def _start(self) -> None:
+        self._thread.start()
+        logger.info("web server listening on %s", self.url)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop serving: close the socket and all connections, join the threads. Idempotent.
+
+        Safe from any thread but the server's own. Requests still running get up to
+        ``timeout_s`` to finish.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        socket_map: dict[Any, Any] = self._server._map
+        if self._thread.is_alive():
+            # The map belongs to the server's loop thread: close everything there, which
+            # empties the map and ends the loop.
+            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("web server thread did not stop within %.1f s", timeout_s)
+        else:
+            wasyncore.close_all(socket_map, ignore_all=True)
+        self._server.task_dispatcher.shutdown(timeout=timeout_s)
+        logger.info("web server on port %d stopped", self.port)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_in_thread(
+    app: Flask,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    threads: int = DEFAULT_THREADS,
+) -> ServerHandle:
+    """Serve ``app`` from a daemon thread and return at once, already listening.
+
+    ``port`` 0 picks a free port (read it from the handle). ``host`` must be one address
+    (``127.0.0.1``, ``::1``, ``0.0.0.0``), not a name that resolves to several: waitress would
+    open one socket per address. Raises ``OSError`` if the port is taken.
+    """
+    server = waitress.create_server(app, host=host, port=port, threads=threads, ident="bedside")
+    if not isinstance(server, BaseWSGIServer):
+        server.close()
+        raise ValueError(f"host {host!r} resolves to several addresses; give one address")
+    handle = ServerHandle(server, thread_name=f"bedside-web-{server.effective_port}")
+    handle._start()
+    return handle
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m web.serve --db PATH [--host H] [--port N] [--unit ID]``."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m web.serve", description=__doc__)
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("BEDSIDE_DB", "./var/bedside.sqlite3"),
+        help="the daemon's SQLite file (default: $BEDSIDE_DB or ./var/bedside.sqlite3)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument("--unit", default="bedside", help="unit id whose live state to show")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    serve(args.db, host=args.host, port=args.port, unit_id=args.unit)
+
+
+if __name__ == "__main__":
+    main()
