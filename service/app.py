@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 LIVE_WRITE_PERIOD_S = 1.0
 #: Vitals-only changes of the retained MQTT state are published at most this often.
 STATE_PUBLISH_PERIOD_S = 10.0
+#: The sensor counts as healthy again this many seconds (stream time) after its last fault.
+SENSOR_OK_AFTER_S = 60.0
 #: How many event ids are remembered to resolve an awakening's cause.
 CAUSE_MEMORY = 1000
 
@@ -66,20 +68,21 @@ class Daemon:
         self._last_state_publish = 0.0
         self._last_watchdog = 0.0
         self._watchdog_s = watchdog_interval_s()
+        self._fault_until_s = 0.0
         self.blocks = 0
         self.events_written = 0
 
     # ----- start and stop --------------------------------------------------------------------
     async def start(self) -> None:
         """Open store, start the night, connect MQTT, start the dashboard, create the detector."""
-        await self._step("open store", self._open_store, self._close_store)
-        await self._step("start night", self._start_night, self._end_night)
+        await self._step("store", self._open_store, self._close_store)
+        await self._step("night", self._start_night, self._end_night)
         if self.cfg.mqtt.enabled:
-            await self._step("connect MQTT", self._start_mqtt, self._stop_mqtt)
+            await self._step("MQTT link", self._start_mqtt, self._stop_mqtt)
         if self.cfg.web.enabled:
-            await self._step("start dashboard", self._start_web, self._stop_web)
-        await self._step("start detector", self._start_detector, self._flush_detector)
-        await self._step("start sampler", self._noop, self._close_source)
+            await self._step("dashboard", self._start_web, self._stop_web)
+        await self._step("detector", self._start_detector, self._flush_detector)
+        await self._step("sampler", self._noop, self._close_source)
         notify(f"READY=1\nSTATUS=recording night {self.night_id}")
 
     async def stop(self) -> None:
@@ -153,8 +156,12 @@ class Daemon:
             self.mqtt.kick()
 
     async def _stop_mqtt(self) -> None:
-        assert self.mqtt is not None
+        assert self.mqtt is not None and self.store is not None
         await self.mqtt.stop()
+        self.live.mqtt_connected = False
+        self.live.outbox_len = await self.store.outbox_len()
+        self.live.updated_at = iso_utc(utc_now())
+        await self.store.set_live_state(self.cfg.unit_id, self.live.updated_at, self.live.as_dict())
 
     async def _start_web(self) -> None:
         cmd = [
@@ -229,9 +236,16 @@ class Daemon:
                     self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
                 self.blocks += 1
                 await self._handle(self.detector.process(block.samples))
+                if not self.live.sensor_ok:
+                    self._check_sensor_recovered((block.index + block.n) / block.rate_hz)
                 self._feed_watchdog()
         finally:
             stop_wait.cancel()
+
+    def _check_sensor_recovered(self, t_s: float) -> None:
+        if t_s >= self._fault_until_s:
+            self.live.sensor_ok = True
+            logger.info("sensor healthy again")
 
     def _feed_watchdog(self) -> None:
         if self._watchdog_s is None:
@@ -287,6 +301,7 @@ class Daemon:
         self.live.counts[event.type] += 1
         if event.type == "sensor_fault":
             self.live.sensor_ok = False
+            self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
         self.live.outbox_len += 1
         if self.mqtt is not None:
             self.mqtt.kick()

@@ -94,7 +94,8 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("sensor", "speed", args.speed)
     put("sensor", "sim_duration_s", args.duration_s)
     put("sensor", "seed", args.seed)
-    put("sensor", "rate_hz", args.rate_hz)
+    is_replay = bool(args.sensor and args.sensor.startswith("replay:"))
+    put("sensor", "replay_rate_hz" if is_replay else "rate_hz", args.rate_hz)
     put("storage", "db_path", args.db)
     put("mqtt", "host", args.mqtt_host)
     put("mqtt", "port", args.mqtt_port)
@@ -123,7 +124,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from hardware.replay import load_recording
-
     from service.analyze import analysis_json
     from service.config import load_config
 

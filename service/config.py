@@ -53,6 +53,12 @@ class SensorConfig(_Strict):
     replay_column: str | None = Field(None, description="Column of the recording to replay.")
     replay_time_column: str | None = Field(None, description="Time column of the recording.")
     replay_time_unit: Literal["ms", "s"] = Field("ms", description="Unit of the time column.")
+    replay_rate_hz: float | None = Field(
+        None,
+        gt=0.0,
+        le=100000.0,
+        description="Sample rate of the recording in Hz (else from its time column).",
+    )
     spi_channel: int = Field(0, ge=0, le=7, description="MCP3008/MCP3208 input channel.")
     adc_chip: Literal["mcp3008", "mcp3208"] = Field("mcp3208", description="ADC chip on SPI.")
     i2c_bus: int = Field(1, ge=0, description="I2C bus number of the MPU-6050.")

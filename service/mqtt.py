@@ -68,6 +68,7 @@ class MqttLink:
         self._last_state: str | None = None
         self._retained: dict[str, str] = {}
         self.connected = False
+        self._closing = False
         self._refusal_logged: str | None = None
         self.published = 0
 
@@ -137,6 +138,7 @@ class MqttLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain_task
         await self._flush_acks()
+        self._closing = True
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
         self._client = None
@@ -234,7 +236,7 @@ class MqttLink:
         self._wake.set()
 
     def _disconnected(self, reason: str) -> None:
-        if self.connected:
+        if self.connected and not self._closing:
             logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
         self.connected = False
         if self._on_connection_change:

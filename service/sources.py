@@ -31,7 +31,7 @@ def make_source(cfg: SensorConfig) -> tuple[SampleSource, str]:
         rec = load_recording(
             cfg.replay_path,
             column=cfg.replay_column,
-            rate_hz=None if cfg.replay_time_column else cfg.rate_hz,
+            rate_hz=cfg.replay_rate_hz,
             time_column=cfg.replay_time_column,
             time_unit=cfg.replay_time_unit,
         )

@@ -10,7 +10,8 @@ so the resting level is estimated from the envelope itself:
   heartbeat peak, and a movement must stand ``k_on`` times above the heartbeats, not above
   the near-silence between them (on a clean piezo the beats alone reach 5-10x the median
   frame);
-* it enters the history only if the hop was still (below ``k_on`` x the current baseline) and free of sensor faults, so the baseline is *frozen while moving*;
+* it enters the history only if the hop was still (below ``k_on`` x the current baseline)
+  and free of sensor faults, so the baseline is *frozen while moving*;
 * the baseline is the median of the last ``baseline_window_s`` of accepted hop values;
 * at stream start there is no history: the first ``baseline_warmup_s`` of frames are held
   back and the first baseline is the median of the still hops among them (still judged
@@ -132,7 +133,7 @@ class Baseline:
         blk = envs.reshape(m + 1, self.fph)
         mxs = blk.max(axis=1).tolist()
         meds = mxs
-        bad = fs.reshape(m + 1, self.fph).any(axis=1).tolist()
+        bad: list[bool] = np.asarray(fs.reshape(m + 1, self.fph).any(axis=1)).tolist()
         bs = np.empty(m)
         k_on = self.p.k_on
         for j in range(m + 1):

@@ -3,10 +3,11 @@
 Labels, in the order they are tried (thresholds are params; all are ratios to the adaptive
 resting baseline or durations, none fitted to a recording):
 
-* ``jerk``: shorter than ``jerk_max_s`` (0.5 s) and peaking at ``jerk_min_intensity`` or more
-  (a weaker brief blip is not reported: label ""; strong heartbeats reach 3-5x baseline). AASM 2012 scores movements under 0.5 s as
-  not being limb movements; a hypnic or myoclonic jerk is such a brief, sharp twitch
-  (AASM ICSD-3 "hypnic jerks"; fragmentary myoclonus bursts are under 0.25 s).
+* ``jerk``: shorter than ``jerk_max_s`` (0.5 s) and peaking at ``jerk_min_intensity`` or
+  more (a weaker brief blip is not reported: label ""; strong heartbeats reach 2-3x the
+  baseline). AASM 2012 scores movements under 0.5 s as not being limb movements; a
+  hypnic or myoclonic jerk is such a brief, sharp twitch (AASM ICSD-3 "hypnic jerks";
+  fragmentary myoclonus bursts are under 0.25 s).
 * ``spasm`` (clonus): at least ``clonus_min_s`` with the movement band periodic at 3-8 Hz
   (autocorrelation peak >= ``clonus_min_periodicity``): clonus is rhythmic involuntary
   contraction at 3-8 Hz (spasticity literature, e.g. Boyraz 2015; ankle clonus 5-8 Hz).

@@ -33,6 +33,7 @@ from service.detect.emit import (
     ORDER_SLEEP,
     ORDER_STATE,
     ORDER_VITALS,
+    FaultLead,
     Pending,
     StateChange,
 )
@@ -50,7 +51,7 @@ class _Tape:
     """An append-only 1-D series addressed by absolute index, keeping only a recent tail."""
 
     def __init__(self, dtype: type, keep: int) -> None:
-        self.buf = np.zeros(1024, dtype=dtype)
+        self.buf: np.ndarray = np.zeros(1024, dtype=dtype)
         self.start = 0  # absolute index of buf[0]
         self.n = 0  # used length of buf
         self.keep = max(1, keep)
@@ -141,6 +142,7 @@ class Detector:
         self.serial = 0
         self.state = State(0.0, None, False, None)
         self.recent_moves: deque[Event] = deque(maxlen=64)
+        self.fault_leads: list[FaultLead] = []
         self.flushed = False
 
     # ---------------------------------------------------------------- helpers
@@ -151,7 +153,7 @@ class Detector:
     def _t(self, frame: int) -> float:
         return frame * self.frame_raw / self.rate_hz
 
-    def _pend(self, at: int, order: int, out: Output | StateChange) -> Pending:
+    def _pend(self, at: int, order: int, out: Output | StateChange | FaultLead) -> Pending:
         self.serial += 1
         return Pending(at, order, out, self.serial)
 
@@ -233,9 +235,12 @@ class Detector:
         lab = classify_segment(ratio, band, self.frame_s, self.fs, p)
         start_s, end_s = self._t(s.start), self._t(s.end)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
-        # a movement that runs into a sensor fault is the fault's doing, not a movement
-        if not lab.type or self.f_fault.get(s.start, s.end + self.seg.n_off).any():
+        if not lab.type:
             return [off_state]
+        # a movement that runs into a sensor fault is the fault's doing, not a movement: the
+        # fault event is extended back over it
+        if self.f_fault.get(s.start, s.end + self.seg.n_off).any():
+            return [off_state, self._pend(at, ORDER_MOVEMENT, FaultLead(start_s, end_s))]
         ev = Event(
             -1,
             lab.type,
@@ -383,7 +388,12 @@ class Detector:
                 self.state = replace(cur, t_s=o.t_s, **{o.field: o.value})
                 out.append(self.state)
                 continue
+            if isinstance(o, FaultLead):
+                self.fault_leads.append(o)
+                continue
             if isinstance(o, Event):
+                if o.type == "sensor_fault":
+                    o = self._extend_fault(o)
                 cause = None
                 if o.type == "awakening":
                     cause = self._cause(o)
@@ -393,6 +403,18 @@ class Detector:
                     self.recent_moves.append(o)
             out.append(o)
         return out
+
+    def _extend_fault(self, ev: Event) -> Event:
+        """Start a fault event at the dropped movement that ran into it, if any."""
+        start = ev.start_s
+        keep: list[FaultLead] = []
+        for lead in self.fault_leads:
+            if lead.start_s <= ev.end_s and lead.end_s >= ev.start_s - self.params.min_off_s - self.frame_s:
+                start = min(start, lead.start_s)
+            elif lead.end_s > ev.end_s:
+                keep.append(lead)
+        self.fault_leads = keep
+        return replace(ev, start_s=start) if start < ev.start_s else ev
 
     def _cause(self, aw: Event) -> int | None:
         """The movement that most likely caused an awakening.

@@ -33,6 +33,14 @@ class StateChange:
     t_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class FaultLead:
+    """A movement dropped because it ran into a sensor fault: the fault began at ``start_s``."""
+
+    start_s: float
+    end_s: float
+
+
 @dataclass(slots=True)
 class Pending:
     """One output and where in the stream it was decided.
@@ -44,7 +52,7 @@ class Pending:
 
     at: int
     order: int
-    output: Output | StateChange
+    output: Output | StateChange | FaultLead
     serial: int = 0
 
     def key(self) -> tuple[int, int, int]:

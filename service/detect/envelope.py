@@ -32,6 +32,6 @@ class FrameEnvelope:
             return np.zeros(0), np.zeros(0, bool)
         blk = move[:used].reshape(k, self.frame_n)
         rms = np.sqrt(np.einsum("ij,ij->i", blk, blk) / self.frame_n)
-        ff = fault[:used].reshape(k, self.frame_n).any(axis=1)
+        ff = np.asarray(fault[:used].reshape(k, self.frame_n).any(axis=1), dtype=bool)
         self.frames += k
         return rms, ff

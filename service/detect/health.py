@@ -1,10 +1,14 @@
 """Stage 8 (run first): sensor faults, found and repaired before any filtering.
 
-A sample is *implausible* when it sits on an ADC rail (if the full scale is known) or jumps
-from the previous sample by more than ``glitch_jump_k`` times the typical per-second largest
-jump of the last 30 s. Real movement on a bed sensor is mechanically low-passed: on the
-reference fibre-optic recording the largest movement jump is about 15x the quiet per-second
-maximum, while ADC glitches jump by 100-500x. Implausible samples are replaced by the last
+A sample is *implausible* when it sits on an ADC rail (if the full scale is known), or jumps
+from the previous sample by more than ``glitch_jump_k`` times the larger of the typical
+per-second largest jump (median over the last 30 s) and the previous second's (so an ongoing
+movement raises the bar), or by more than ``disturbance_jump_k`` times the typical one
+whatever is going on. (Per-second "largest" is the 10th largest, so a glitch does not raise
+its own bar.) Real movement on a bed sensor is mechanically low-passed: on the reference
+fibre-optic recording the largest movement jump is about 15x the quiet per-second maximum,
+on a clean piezo a sharp jerk sampled at 250 Hz reaches 50-120x, while ADC glitches and the
+fibre's disturbance jump by 300-500x. Implausible samples are replaced by the last
 good value (so they never reach the movement filters) until either
 
 * the signal returns to within a quarter of the limit of the last good value (a *glitch* if
@@ -67,9 +71,11 @@ class SensorHealth:
         self.full_scale = float(params.adc_full_scale_counts)
         self.n = 0  # samples seen
         self.prev: float | None = None  # last raw input sample
+        self.prev_clean = 0.0  # last repaired sample
+        self.just_ended = False  # a fault ended at the end of the last block
         self.stats: deque[float] = deque(maxlen=_HISTORY_SECONDS)
-        self.sec_max = 0.0  # running max |diff| of the current second
-        self.limit = np.inf
+        self._sec_buf = np.zeros(0)  # |diff| of the current, incomplete second
+        self.limit: tuple[float, float] = (np.inf, np.inf)
         # fault state
         self.in_fault = False
         self.fault_start = 0
@@ -84,34 +90,44 @@ class SensorHealth:
         self.serial = 0
 
     # ------------------------------------------------------------------------------------
-    def _limit_from(self, values: np.ndarray) -> float:
+    def _limit_pair(self, values: np.ndarray) -> tuple[float, float]:
+        """(glitch limit, disturbance limit) from the per-second history (oldest first)."""
         med = float(np.median(values)) if values.size else 0.0
-        return self.p.glitch_jump_k * med if med > 0 else np.inf
+        if med <= 0:
+            return np.inf, np.inf
+        last = float(values[-1])
+        return self.p.glitch_jump_k * max(med, last), self.p.disturbance_jump_k * med
 
-    def _limits(self, d: np.ndarray) -> np.ndarray:
-        """Per-sample jump limit for this block; updates the per-second statistics.
+    def _sec_stat(self, d: np.ndarray) -> np.ndarray:
+        """Per-row robust largest jump: the k-th largest, so a glitch does not count."""
+        k = min(d.shape[-1], 2 * self.p.glitch_max_samples + 2)
+        return np.partition(d, d.shape[-1] - k, axis=-1)[..., d.shape[-1] - k]
 
-        ``d[i]`` is |x[i] - x[i-1]| of the block (0 for the very first sample). The limit of
-        a second comes from the seconds before it only (causal), vectorised over the block.
+    def _limits(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample (glitch, disturbance) jump limits; updates the per-second statistics.
+
+        ``d[i]`` is |x[i] - x[i-1]| of the block (0 for the very first sample). The limits of
+        a second come from the seconds before it only (causal), vectorised over the block.
         """
         n = d.size
-        limits = np.empty(n)
+        lg = np.empty(n)
+        ld = np.empty(n)
         off = self.n % self.sec_n
         a = min(n, (self.sec_n - off) % self.sec_n)
         if a:
-            limits[:a] = self.limit
-            self.sec_max = max(self.sec_max, float(d[:a].max()))
+            lg[:a], ld[:a] = self.limit
+            self._sec_buf = np.concatenate((self._sec_buf, d[:a]))
             if off + a == self.sec_n:
-                self.stats.append(self.sec_max)
-                self.sec_max = 0.0
-                self.limit = self._limit_from(np.fromiter(self.stats, float))
+                self.stats.append(float(self._sec_stat(self._sec_buf)))
+                self._sec_buf = np.zeros(0)
+                self.limit = self._limit_pair(np.fromiter(self.stats, float))
         m = (n - a) // self.sec_n
         if m:
-            full = d[a : a + m * self.sec_n].reshape(m, self.sec_n).max(axis=1)
+            full = self._sec_stat(d[a : a + m * self.sec_n].reshape(m, self.sec_n))
             prior = np.fromiter(self.stats, float)
             comb = np.concatenate((np.full(_HISTORY_SECONDS - prior.size, np.nan), prior, full))
             win = np.lib.stride_tricks.sliding_window_view(comb[:-1], _HISTORY_SECONDS)[-m:]
-            if prior.size >= _HISTORY_SECONDS or m == 0:
+            if prior.size >= _HISTORY_SECONDS:
                 med = np.median(win, axis=1)
             else:
                 med = np.full(m, np.nan)
@@ -119,16 +135,19 @@ class SensorHealth:
                 if ok.any():
                     with np.errstate(all="ignore"):
                         med[ok] = np.nanmedian(win[ok], axis=1)
-            lim = np.where(np.nan_to_num(med, nan=0.0) > 0, self.p.glitch_jump_k * med, np.inf)
-            lim[0] = self.limit
-            limits[a : a + m * self.sec_n] = np.repeat(lim, self.sec_n)
+            last = win[:, -1]
+            good = np.nan_to_num(med, nan=0.0) > 0
+            g = np.where(good, self.p.glitch_jump_k * np.fmax(med, last), np.inf)
+            dd = np.where(good, self.p.disturbance_jump_k * med, np.inf)
+            lg[a : a + m * self.sec_n] = np.repeat(g, self.sec_n)
+            ld[a : a + m * self.sec_n] = np.repeat(dd, self.sec_n)
             self.stats.extend(full.tolist())
-            self.limit = self._limit_from(np.fromiter(self.stats, float))
+            self.limit = self._limit_pair(np.fromiter(self.stats, float))
         r = n - a - m * self.sec_n
         if r:
-            limits[n - r :] = self.limit
-            self.sec_max = max(self.sec_max, float(d[n - r :].max()))
-        return limits
+            lg[n - r :], ld[n - r :] = self.limit
+            self._sec_buf = np.concatenate((self._sec_buf, d[n - r :]))
+        return lg, ld
 
     def process(self, x: np.ndarray) -> HealthResult:
         """Check and repair one block of raw samples (float64, 1-D)."""
@@ -138,18 +157,18 @@ class SensorHealth:
         start_abs = self.n
         prev = x[0] if self.prev is None else self.prev
         d = np.abs(np.diff(x, prepend=prev))
-        limits = self._limits(d)
-        if self.full_scale > 0:
-            rail = (x <= 0.0) | (x >= self.full_scale)
-        else:
-            rail = np.zeros(n, bool)
-        jump_bad = d > limits
+        limits, dist = self._limits(d)
+        rail = (x <= 0.0) | (x >= self.full_scale) if self.full_scale > 0 else np.zeros(n, bool)
+        jump_bad = (d > limits) | (d > dist)
         clean = x.copy()
         fault = np.zeros(n, bool)
         resets: list[int] = []
         pending: list[Pending] = []
 
         pos = 0
+        if self.just_ended and n:
+            jump_bad[0] = False  # the returning sample's jump is measured from the glitch
+        self.just_ended = False
         while pos < n:
             if not self.in_fault:
                 bad = np.flatnonzero(jump_bad[pos:] | rail[pos:])
@@ -158,7 +177,7 @@ class SensorHealth:
                 i = pos + int(bad[0])
                 self.in_fault = True
                 self.fault_start = start_abs + i
-                self.last_good = float(x[i - 1]) if i > 0 else float(prev)
+                self.last_good = float(clean[i - 1]) if i > 0 else float(self.prev_clean)
                 self.consistent = 0
                 self.fault_rail = bool(rail[i])
                 pos = i
@@ -166,11 +185,13 @@ class SensorHealth:
                 clean[i] = self.last_good
                 pos = i + 1
                 continue
-            # in a fault: find where it ends within this block
+            # in a fault: find where it ends within this block. Both tests use the quiet
+            # scale (the disturbance limit is disturbance_jump_k x it), not the short-term one
             seg = slice(pos, n)
             ok = ~rail[seg]
-            returned = ok & (np.abs(x[seg] - self.last_good) <= _RETURN_FRACTION * limits[seg])
-            consistent = ok & (d[seg] <= limits[seg])
+            quiet = dist[seg] / self.p.disturbance_jump_k * self.p.glitch_jump_k
+            returned = ok & (np.abs(x[seg] - self.last_good) <= _RETURN_FRACTION * quiet)
+            consistent = ok & (d[seg] <= dist[seg])
             self.fault_rail = self.fault_rail or bool(rail[seg].any())
             idx = np.arange(consistent.size)
             last_false = np.maximum.accumulate(np.where(~consistent, idx, -1))
@@ -204,9 +225,14 @@ class SensorHealth:
             self.in_fault = False
             pending += self._add_span(self.fault_start, start_abs + end, kind, length)
             pos = end
+            if end < n:
+                jump_bad[end] = False  # its jump is from the held value, not a new fault
+            else:
+                self.just_ended = True
 
         pending += self._stuck(x, prev, start_abs)
         self.prev = float(x[-1])
+        self.prev_clean = float(clean[-1])
         self.n += n
         pending += self._due(self.n)
         return HealthResult(clean, fault, resets, pending)

@@ -24,7 +24,9 @@ class DetectorParams:
     """All tunable detector settings. Defaults follow the published scoring rules."""
 
     profile: str = param("aasm", "Rule profile for PLM series: 'aasm' (5-90 s) or 'wasm2016' (10-90 s).")
-    k_on: float = param(3.0, "A movement starts when the envelope exceeds k_on x resting baseline (typical heartbeat peak).")
+    k_on: float = param(
+        3.0, "A movement starts when the envelope exceeds k_on x resting baseline (typical heartbeat peak)."
+    )
     k_off: float = param(1.5, "A movement ends after min_off_s below k_off x resting baseline.")
     min_off_s: float = param(0.5, "Seconds below k_off x baseline that end a movement (AASM: 0.5).")
     merge_gap_s: float = param(0.5, "Movements separated by less than this many seconds merge.")
@@ -50,16 +52,22 @@ class DetectorParams:
     baseline_hop_s: float = param(1.0, "The baseline is updated once per this many seconds.")
     baseline_warmup_s: float = param(
         30.0,
-        "At stream start, decisions wait this long; the first baseline is the median of the quietest seconds.",
+        "At stream start, decisions wait this long; the first baseline is the median of the quietest "
+        "seconds.",
     )
     baseline_max_freeze_s: float = param(
         60.0,
-        "A baseline frozen by movement for longer than this re-learns the current level (posture or occupancy change).",
+        "A baseline frozen by movement for longer than this re-learns the current level (posture or "
+        "occupancy change).",
     )
 
     # --- stage 4: classification -----------------------------------------------------------
     jerk_max_s: float = param(0.5, "Movements shorter than this are jerks (hypnic / myoclonic), seconds.")
-    jerk_min_intensity: float = param(6.0, "A movement shorter than jerk_max_s must peak at this x baseline to be a jerk; weaker ones are dropped (strong heartbeats reach 2-3x).")
+    jerk_min_intensity: float = param(
+        6.0,
+        "A movement shorter than jerk_max_s must peak at this x baseline to be a jerk; weaker ones "
+        "are dropped (strong heartbeats reach 2-3x).",
+    )
     limb_max_s: float = param(10.0, "Longest limb movement (AASM / WASM: 10 s), seconds.")
     large_min_s: float = param(3.0, "Shortest large (whole-body) movement (IRLSSG: 3 s), seconds.")
     large_max_s: float = param(
@@ -112,7 +120,12 @@ class DetectorParams:
 
     # --- stage 8: sensor health ------------------------------------------------------------
     glitch_jump_k: float = param(
-        40.0, "A sample-to-sample jump above this x the typical per-second max jump is implausible."
+        100.0,
+        "A sample-to-sample jump above this x the reference jump (typical and last per-second "
+        "maximum) is implausible.",
+    )
+    disturbance_jump_k: float = param(
+        300.0, "A jump above this x the typical per-second maximum jump is implausible even during movement."
     )
     glitch_max_samples: int = param(
         4, "Implausible runs up to this many samples that return to the level are glitches."

@@ -53,10 +53,7 @@ class PresenceTracker:
         if moving:
             return True
         periodic = periodicity >= p.presence_min_periodicity
-        if self.floor is not None:
-            occupied = rms >= p.presence_k * self.floor
-        else:
-            occupied = periodic
+        occupied = rms >= p.presence_k * self.floor if self.floor is not None else periodic
         if occupied:
             lvl = self.occupied_level
             self.occupied_level = rms if lvl is None else 0.95 * lvl + 0.05 * rms

@@ -232,12 +232,10 @@ class SleepStream:
         """End of stream: call the remaining epochs with the future padded by 0."""
         out: list[SleepCall] = []
         n = len(self.in_bed)
-        pad = 0
+        self.buf.extend([0.0] * self.after)
         while self.next_epoch < n:
-            self.buf.append(0.0)
-            pad += 1
             out.append(self._call())
-        del self.buf[len(self.buf) - pad :]
+        del self.buf[len(self.buf) - self.after :]
         return out
 
     def _call(self) -> SleepCall:

@@ -1,0 +1,62 @@
+"""Run the real ``bedside`` daemon as a subprocess for end-to-end tests, and read what it stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_daemon(
+    args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m service run ARGS`` with stderr to ``log_path``; no BEDSIDE_* from the caller leaks in."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BEDSIDE_")}
+    clean.update(env or {})
+    log = log_path.open("wb")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", "run", *args],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean,
+        )
+    finally:
+        log.close()
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+    """Send ``sig`` and wait for the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return proc.wait(timeout_s)
+
+
+def query(db: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
+    """Rows of a read-only query on the daemon's database (empty list if it has no schema yet)."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return list(conn.execute(sql, params))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+def stored_events(db: Path) -> list[dict[str, Any]]:
+    """Every stored event, in write order, with details decoded."""
+    rows = query(db, "SELECT * FROM events ORDER BY rowid")
+    return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
