@@ -18,10 +18,13 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from hardware.block import SampleSource
+import numpy as np
+
+from hardware.block import Block, SampleSource
 from service import __version__
 from service.config import Config
 from service.detect import Detector
@@ -33,6 +36,9 @@ from service.sdnotify import notify, watchdog_interval_s
 from service.store.store import Store
 from service.timefmt import iso_utc, utc_now
 from service.topics import Topics
+
+if TYPE_CHECKING:
+    from hardware.controls import Controls
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +75,11 @@ class Daemon:
         self._last_watchdog = 0.0
         self._watchdog_s = watchdog_interval_s()
         self._fault_until_s = 0.0
+        self._next_index: int | None = None
+        self._last_sample = 0.0
+        self.dropped_samples = 0
+        self.controls: Controls | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.blocks = 0
         self.events_written = 0
 
@@ -81,6 +92,8 @@ class Daemon:
             await self._step("MQTT link", self._start_mqtt, self._stop_mqtt)
         if self.cfg.web.enabled:
             await self._step("dashboard", self._start_web, self._stop_web)
+        if self.cfg.controls.button_pin is not None or self.cfg.controls.led_pin is not None:
+            await self._step("button and LED", self._start_controls, self._stop_controls)
         await self._step("detector", self._start_detector, self._flush_detector)
         await self._step("sampler", self._noop, self._close_source)
         notify(f"READY=1\nSTATUS=recording night {self.night_id}")
@@ -113,6 +126,8 @@ class Daemon:
 
     async def _close_store(self) -> None:
         assert self.store is not None
+        if self._tasks:  # annotations still being written
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
 
     async def _start_night(self) -> None:
@@ -183,6 +198,46 @@ class Daemon:
             self._web.kill()
             await asyncio.to_thread(self._web.wait)
 
+    async def _start_controls(self) -> None:
+        from hardware.controls import Controls
+
+        loop = asyncio.get_running_loop()
+
+        def on_button(action: str) -> None:  # gpiozero's thread: cross to the loop
+            loop.call_soon_threadsafe(self._on_button, action)
+
+        c = self.cfg.controls
+        self.controls = Controls(
+            button_pin=c.button_pin, led_pin=c.led_pin, on_button=on_button, hold_time_s=c.hold_time_s
+        )
+        self.controls.set_health("ok")
+
+    async def _stop_controls(self) -> None:
+        assert self.controls is not None
+        self.controls.set_health("stopped")
+        self.controls.close()
+        self.controls = None
+
+    def _on_button(self, action: str) -> None:
+        kind = {"mark": "spasm_mark", "awake": "awake_mark"}.get(action)
+        if kind is None:
+            logger.warning("unknown button action %r ignored", action)
+            return
+        self._spawn(self.annotate(kind, source="button"))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def annotate(self, kind: str, *, source: str, note: str = "") -> None:
+        """Keep a user's mark on tonight ("that was a spasm", "I'm awake") as ground truth."""
+        assert self.store is not None
+        await self.store.add_annotation(
+            uuid.uuid4().hex, self.night_id, iso_utc(utc_now()), kind, source, note
+        )
+        logger.info("annotation %s from %s", kind, source)
+
     async def _start_detector(self) -> None:
         self.detector = Detector(rate_hz=self.source.rate_hz, params=self.cfg.detector_params())
 
@@ -235,17 +290,40 @@ class Daemon:
                 if self._stream_start is None:
                     self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
                 self.blocks += 1
+                await self._fill_gap(block)
                 await self._handle(self.detector.process(block.samples))
+                if block.n:
+                    self._last_sample = float(block.samples[-1])
+                    self._next_index = block.index + block.n
                 if not self.live.sensor_ok:
                     self._check_sensor_recovered((block.index + block.n) / block.rate_hz)
                 self._feed_watchdog()
         finally:
             stop_wait.cancel()
 
+    async def _fill_gap(self, block: Block) -> None:
+        """Samples the source lost (a dropped block) are filled with the last value, so the
+        detector's sample clock stays exact; the loss is logged and counted."""
+        assert self.detector is not None
+        if self._next_index is None or block.index <= self._next_index:
+            return
+        gap = block.index - self._next_index
+        self.dropped_samples += gap
+        logger.warning("sensor: %d sample(s) lost before sample %d; filled", gap, block.index)
+        step = int(60 * block.rate_hz)
+        for start in range(0, gap, step):
+            n = min(step, gap - start)
+            await self._handle(self.detector.process(np.full(n, self._last_sample, dtype=np.float32)))
+
     def _check_sensor_recovered(self, t_s: float) -> None:
         if t_s >= self._fault_until_s:
             self.live.sensor_ok = True
             logger.info("sensor healthy again")
+            self._show_health()
+
+    def _show_health(self) -> None:
+        if self.controls is not None:
+            self.controls.set_health("ok" if self.live.sensor_ok else "fault")
 
     def _feed_watchdog(self) -> None:
         if self._watchdog_s is None:
@@ -301,6 +379,7 @@ class Daemon:
         self.live.counts[event.type] += 1
         if event.type == "sensor_fault":
             self.live.sensor_ok = False
+            self._show_health()
             self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
         self.live.outbox_len += 1
         if self.mqtt is not None:

@@ -60,15 +60,47 @@ class SensorConfig(_Strict):
         description="Sample rate of the recording in Hz (else from its time column).",
     )
     spi_channel: int = Field(0, ge=0, le=7, description="MCP3008/MCP3208 input channel.")
+    differential: bool = Field(
+        False, description="Read the ADC channel pair differentially (channel and its neighbour)."
+    )
+    spi_device: int = Field(0, ge=0, le=1, description="Hardware SPI0 chip select: 0 = CE0 (GPIO8), 1 = CE1.")
+    fill_gaps: bool = Field(
+        True, description="Fill samples a late sampler missed with the last value (keeps time exact)."
+    )
     adc_chip: Literal["mcp3008", "mcp3208"] = Field("mcp3208", description="ADC chip on SPI.")
     i2c_bus: int = Field(1, ge=0, description="I2C bus number of the MPU-6050.")
     i2c_address: int = Field(0x68, ge=0x08, le=0x77, description="I2C address of the MPU-6050.")
     imu_axis: Literal["x", "y", "z", "magnitude"] = Field("magnitude", description="IMU axis to analyse.")
+    imu_accel_range_g: Literal[2, 4, 8, 16] = Field(2, description="MPU-6050 accelerometer range in g.")
 
     @model_validator(mode="after")
-    def _replay_needs_path(self) -> SensorConfig:
+    def _check(self) -> SensorConfig:
         if self.kind == "replay" and not self.replay_path:
             raise ValueError("sensor.kind = 'replay' needs sensor.replay_path")
+        if self.kind == "piezo" and not 50.0 <= self.rate_hz <= 1000.0:
+            raise ValueError("sensor.rate_hz must be 50 to 1000 Hz for the piezo")
+        if self.kind == "imu" and abs(1000.0 / round(1000.0 / self.rate_hz) - self.rate_hz) > 1e-6:
+            raise ValueError(
+                "sensor.rate_hz must be 1000/N Hz for the MPU-6050 (e.g. 1000, 500, 250, 200, 100)"
+            )
+        return self
+
+
+class ControlsConfig(_Strict):
+    """The bedside button and status LED (BCM GPIO numbers; unset = not fitted)."""
+
+    button_pin: int | None = Field(
+        None, ge=0, le=27, description="GPIO of the button (to GND): short press marks a spasm."
+    )
+    led_pin: int | None = Field(None, ge=0, le=27, description="GPIO of the status LED (via a resistor).")
+    hold_time_s: float = Field(
+        2.0, gt=0.2, le=10.0, description="Seconds held that make a long press ('I'm awake / getting up')."
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ControlsConfig:
+        if self.button_pin is not None and self.button_pin == self.led_pin:
+            raise ValueError("controls.button_pin and controls.led_pin must differ")
         return self
 
 
@@ -147,6 +179,7 @@ class Config(_Strict):
         description="Name of this unit: letters, digits, '-' and '_' (used in topics and ids).",
     )
     sensor: SensorConfig = Field(default_factory=SensorConfig)  # type: ignore[arg-type]
+    controls: ControlsConfig = Field(default_factory=ControlsConfig)  # type: ignore[arg-type]
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
     mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
     web: WebConfig = Field(default_factory=WebConfig)  # type: ignore[arg-type]

@@ -41,19 +41,26 @@ def make_source(cfg: SensorConfig) -> tuple[SampleSource, str]:
         from hardware.piezo import PiezoSource
 
         label = f"piezo({cfg.adc_chip} ch{cfg.spi_channel}, rate_hz={cfg.rate_hz:g})"
-        return PiezoSource(
-            chip=cfg.adc_chip, channel=cfg.spi_channel, rate_hz=cfg.rate_hz, block_s=cfg.block_s
-        ), label
+        piezo = PiezoSource(
+            chip=cfg.adc_chip,
+            channel=cfg.spi_channel,
+            differential=cfg.differential,
+            rate_hz=cfg.rate_hz,
+            block_s=cfg.block_s,
+            spi_device=cfg.spi_device,
+            fill_gaps=cfg.fill_gaps,
+        )
+        return piezo, label
     from hardware.imu import ImuSource
 
     label = f"imu(bus {cfg.i2c_bus} 0x{cfg.i2c_address:02x}, {cfg.imu_axis}, rate_hz={cfg.rate_hz:g})"
-    return (
-        ImuSource(
-            bus=cfg.i2c_bus,
-            address=cfg.i2c_address,
-            rate_hz=cfg.rate_hz,
-            axis=cfg.imu_axis,
-            block_s=cfg.block_s,
-        ),
-        label,
+    imu = ImuSource(
+        bus=cfg.i2c_bus,
+        address=cfg.i2c_address,
+        rate_hz=cfg.rate_hz,
+        axis=cfg.imu_axis,
+        block_s=cfg.block_s,
+        accel_range_g=cfg.imu_accel_range_g,
+        fill_gaps=cfg.fill_gaps,
     )
+    return imu, label

@@ -16,9 +16,11 @@ so the resting level is estimated from the envelope itself:
 * at stream start there is no history: the first ``baseline_warmup_s`` of frames are held
   back and the first baseline is the median of the still hops among them (still judged
   against the median of the quieter half of the hops), then those frames are released;
-* if movement keeps the baseline frozen for longer than ``baseline_max_freeze_s`` the level
-  has changed (someone got into an empty bed, a new posture) and the baseline re-learns from
-  the recent hop values. With an empty bed the baseline is simply the sensor noise floor.
+* the level itself can change (someone gets into an empty bed; a new posture): if the frozen
+  hops have been *steady* for ``baseline_steady_s`` (largest / smallest hop value at most
+  ``baseline_steady_ratio``: heartbeats, not the irregular envelope of a movement) the
+  baseline re-learns from them; failing that, after ``baseline_max_freeze_s`` it re-learns
+  from the recent hop values. With an empty bed the baseline is simply the sensor noise floor.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Baseline:
         self.history: deque[float] = deque(maxlen=self.window_hops)
         self.recent: deque[float] = deque(maxlen=self.window_hops)
         self.freeze = 0
+        self.steady_hops = max(2, round(params.baseline_steady_s / hop_s))
+        self.frozen_vals: deque[float] = deque(maxlen=self.steady_hops)
         self.b = _FLOOR
         self.warming = True
         self._held_env: list[np.ndarray] = []
@@ -144,12 +148,19 @@ class Baseline:
                     self.history.append(meds[j])
                     self.b = max(median(self.history), _FLOOR)
                     self.freeze = 0
+                    self.frozen_vals.clear()
                 else:
                     self.freeze += 1
-                    if self.freeze >= self.max_freeze_hops:
-                        self.history = deque(self.recent, maxlen=self.window_hops)
+                    self.frozen_vals.append(meds[j])
+                    steady = len(self.frozen_vals) == self.steady_hops and max(
+                        self.frozen_vals
+                    ) <= self.p.baseline_steady_ratio * min(self.frozen_vals)
+                    if steady or self.freeze >= self.max_freeze_hops:
+                        src = self.frozen_vals if steady else self.recent
+                        self.history = deque(src, maxlen=self.window_hops)
                         self.b = max(median(self.history), _FLOOR)
                         self.freeze = 0
+                        self.frozen_vals.clear()
             if j < m:
                 bs[j] = self.b
         out[body] = np.repeat(bs, self.fph)

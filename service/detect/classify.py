@@ -74,41 +74,134 @@ def periodicity(x: np.ndarray, min_lag: int, max_lag: int) -> tuple[float, int]:
     return float(seg[k]), lo + k
 
 
+def segment_features(
+    ratio: np.ndarray,
+    move: np.ndarray,
+    breath: np.ndarray,
+    frame_s: float,
+    band_rate_hz: float,
+    params: DetectorParams,
+) -> dict[str, float]:
+    """Numbers describing one movement (all dimensionless or in seconds).
+
+    ``ratio``: per-frame envelope / baseline; ``move`` and ``breath``: the movement and
+    breath band samples over the movement at ``band_rate_hz``.
+
+    * ``duration_s``: the whole segment (threshold to threshold);
+    * ``core_s``: the span where the envelope stays above ``core_fraction`` of its peak
+      (-20 dB): an intensity-independent duration, so a violent jerk's decay and the
+      filters' ringing do not make it a limb movement;
+    * ``intensity``: peak ratio; ``median_intensity``: median ratio over the core;
+    * ``variability``: coefficient of variation of the core envelope (lobes of a body roll
+      vs. the plateau of a tonic contraction);
+    * ``low_freq``: RMS of the breath band (below 1 Hz) over RMS of the movement band during
+      the movement: a whole-body shift moves the bed's low frequencies, a limb hardly does;
+    * ``rise_s``: onset to peak;
+    * ``high_freq``: RMS of the first difference over RMS of the movement band (a spectral
+      centroid: tonic muscle activity and clonus buzz high, a body roll is low);
+    * ``clonus_prominence`` / ``clonus_hz``: the spectral line of a rhythmic 3-8 Hz burst
+      train in the movement energy (or the signal), over its broadband background.
+    """
+    p = params
+    n = ratio.size
+    f: dict[str, float] = {"duration_s": n * frame_s}
+    if n == 0:
+        return {
+            **f,
+            "core_s": 0.0,
+            "intensity": 0.0,
+            "median_intensity": 0.0,
+            "variability": 0.0,
+            "low_freq": 0.0,
+            "rise_s": 0.0,
+            "high_freq": 0.0,
+            "clonus_prominence": 0.0,
+            "clonus_hz": 0.0,
+        }
+    peak = float(ratio.max())
+    k_peak = int(np.argmax(ratio))
+    above = np.flatnonzero(ratio >= max(p.k_off, p.core_fraction * peak))
+    c0, c1 = int(above[0]), int(above[-1]) + 1
+    core = ratio[c0:c1]
+    f["core_s"] = (c1 - c0) * frame_s
+    f["intensity"] = peak
+    f["median_intensity"] = float(np.median(core))
+    f["variability"] = float(np.std(core) / max(float(np.mean(core)), 1e-12))
+    f["rise_s"] = k_peak * frame_s
+    mv = float(np.sqrt(np.mean(move * move))) if move.size else 0.0
+    br = float(np.sqrt(np.mean((breath - breath.mean()) ** 2))) if breath.size else 0.0
+    f["low_freq"] = br / mv if mv > 0 else 0.0
+    d = np.diff(move) if move.size > 1 else np.zeros(1)
+    f["high_freq"] = float(np.sqrt(np.mean(d * d))) / mv if mv > 0 else 0.0
+    prom, hz = 0.0, 0.0
+    if move.size >= 16 and f["core_s"] >= p.clonus_min_s:
+        env = np.sqrt(np.convolve(d * d, np.ones(2) / 2, mode="same"))
+        for sig in (env, move):
+            pr, fr = spectral_prominence(sig, band_rate_hz, p.clonus_low_hz, p.clonus_high_hz)
+            if pr > prom:
+                prom, hz = pr, fr
+    f["clonus_prominence"] = prom
+    f["clonus_hz"] = hz
+    return f
+
+
+def spectral_prominence(x: np.ndarray, fs: float, lo_hz: float, hi_hz: float) -> tuple[float, float]:
+    """Highest power in [lo_hz, hi_hz] over the median power in 1-15 Hz, and its frequency.
+
+    A rhythmic burst train (clonus) puts a spectral line at its rate, tens of times above
+    the broadband background of an ordinary movement's envelope.
+    """
+    y = (x - x.mean()) * np.hanning(x.size)
+    nfft = max(256, 1 << int(np.ceil(np.log2(x.size))))
+    power = np.abs(np.fft.rfft(y, nfft)) ** 2
+    freq = np.fft.rfftfreq(nfft, 1.0 / fs)
+    band = (freq >= lo_hz) & (freq <= hi_hz)
+    ref = (freq >= 1.0) & (freq <= min(15.0, fs / 2))
+    if not band.any() or not ref.any():
+        return 0.0, 0.0
+    med = float(np.median(power[ref]))
+    if med <= 0:
+        return 0.0, 0.0
+    k = int(np.argmax(np.where(band, power, -1.0)))
+    return float(power[k]) / med, float(freq[k])
+
+
+def classify_features(f: dict[str, float], params: DetectorParams) -> Label:
+    """Label a movement from ``segment_features`` (rules in the module docstring)."""
+    p = params
+    peak = f["intensity"]
+    core = f["core_s"]
+    conf = float(min(1.0, max(0.0, (peak - p.k_on) / p.k_on + 0.5)))
+    details = {k: round(v, 4) for k, v in f.items()}
+    if core < p.jerk_max_s:
+        if peak < p.jerk_min_intensity:
+            return Label("", peak, 0.0, details)
+        sharp = f["rise_s"] <= 0.5 * p.jerk_max_s
+        return Label("jerk", peak, conf if sharp else 0.5 * conf, details)
+    if core >= p.clonus_min_s and f["clonus_prominence"] >= p.clonus_min_prominence:
+        return Label("spasm", peak, conf, {**details, "clonus": 1.0})
+    if core > p.large_max_s:
+        return Label("restless", peak, conf, {**details, "continuous": 1.0})
+    whole_body = f["low_freq"] >= p.large_min_low_freq or f["high_freq"] <= p.large_max_high_freq
+    if (core >= p.large_min_s and whole_body) or core > p.limb_max_s:
+        return Label("large_movement", peak, conf, details)
+    tonic = f["high_freq"] >= p.spasm_min_high_freq
+    if core >= p.spasm_min_s and f["median_intensity"] >= p.spasm_sustain_k and tonic:
+        return Label("spasm", peak, conf, details)
+    return Label("limb_movement", peak, conf, details)
+
+
 def classify_segment(
     ratio: np.ndarray,
     band: np.ndarray,
     frame_s: float,
     band_rate_hz: float,
     params: DetectorParams,
+    breath: np.ndarray | None = None,
 ) -> Label:
-    """Label one movement from its per-frame envelope/baseline ratios and its band samples."""
-    p = params
-    dur = ratio.size * frame_s
-    peak = float(ratio.max()) if ratio.size else 0.0
-    k_peak = int(np.argmax(ratio)) if ratio.size else 0
-    rise_s = k_peak * frame_s
-    details = {"duration_s": dur, "rise_s": rise_s}
-    conf = float(min(1.0, max(0.0, (peak - p.k_on) / p.k_on + 0.5)))
-    if dur < p.jerk_max_s:
-        if peak < p.jerk_min_intensity:
-            return Label("", peak, 0.0, details)
-        sharp = rise_s <= 0.5 * p.jerk_max_s
-        return Label("jerk", peak, conf if sharp else 0.5 * conf, details)
-    if dur >= p.clonus_min_s and band.size:
-        lo = max(1, int(band_rate_hz / p.clonus_high_hz))
-        hi = max(lo, int(np.ceil(band_rate_hz / p.clonus_low_hz)))
-        per, lag = periodicity(band, lo, hi)
-        if per >= p.clonus_min_periodicity and lag > 0:
-            details = {**details, "clonus_hz": band_rate_hz / lag, "periodicity": per}
-            return Label("spasm", peak, per, details)
-    sustained = float(np.mean(ratio >= p.spasm_sustain_k)) if ratio.size else 0.0
-    if dur >= p.spasm_min_s and sustained >= p.spasm_sustain_fraction:
-        return Label("spasm", peak, sustained, {**details, "sustained": sustained})
-    if dur > p.large_max_s:
-        return Label("restless", peak, conf, {**details, "continuous": 1.0})
-    if dur > p.limb_max_s or (dur >= p.large_min_s and peak >= p.large_min_intensity):
-        return Label("large_movement", peak, conf, details)
-    return Label("limb_movement", peak, conf, details)
+    """Label one movement from its per-frame envelope/baseline ratios and band samples."""
+    br = breath if breath is not None else np.zeros(0)
+    return classify_features(segment_features(ratio, band, br, frame_s, band_rate_hz, params), params)
 
 
 def plm_interval_s(profile: str) -> float:

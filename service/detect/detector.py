@@ -232,7 +232,8 @@ class Detector:
         p = self.params
         ratio = self.f_ratio.get(s.start, s.end)
         band = self.t_move.get(s.start * self.frame_n, s.end * self.frame_n)
-        lab = classify_segment(ratio, band, self.frame_s, self.fs, p)
+        breath = self.t_breath.get(s.start * self.frame_n, s.end * self.frame_n)
+        lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath)
         start_s, end_s = self._t(s.start), self._t(s.end)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
         if not lab.type:

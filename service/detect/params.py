@@ -61,6 +61,13 @@ class DetectorParams:
         "occupancy change).",
     )
 
+    baseline_steady_s: float = param(
+        8.0, "Frozen hops that stay this long within baseline_steady_ratio are a new resting level, s."
+    )
+    baseline_steady_ratio: float = param(
+        1.6, "Largest over smallest hop value of a steady (re-learnable) level."
+    )
+
     # --- stage 4: classification -----------------------------------------------------------
     jerk_max_s: float = param(0.5, "Movements shorter than this are jerks (hypnic / myoclonic), seconds.")
     jerk_min_intensity: float = param(
@@ -68,23 +75,33 @@ class DetectorParams:
         "A movement shorter than jerk_max_s must peak at this x baseline to be a jerk; weaker ones "
         "are dropped (strong heartbeats reach 2-3x).",
     )
+    core_fraction: float = param(
+        0.1, "A movement's core is where its envelope stays above this fraction of its peak."
+    )
     limb_max_s: float = param(10.0, "Longest limb movement (AASM / WASM: 10 s), seconds.")
     large_min_s: float = param(3.0, "Shortest large (whole-body) movement (IRLSSG: 3 s), seconds.")
     large_max_s: float = param(
         45.0, "Longest large movement, seconds; longer continuous movement is 'restless'."
     )
-    large_min_intensity: float = param(
-        12.0, "Peak envelope / baseline that makes a >= large_min_s movement whole-body."
+    large_min_low_freq: float = param(
+        0.5, "Breath-band (< 1 Hz) RMS over movement-band RMS that makes a movement whole-body."
+    )
+    spasm_min_high_freq: float = param(
+        1.0, "A tonic spasm buzzes: first-difference RMS over band RMS at least this (0-2)."
+    )
+    large_max_high_freq: float = param(
+        0.8, "A movement this low-pitched (first-difference RMS over band RMS) is whole-body."
     )
     spasm_min_s: float = param(2.0, "Shortest sustained spasm, seconds.")
-    spasm_sustain_k: float = param(6.0, "A spasm keeps its envelope above this x baseline ...")
-    spasm_sustain_fraction: float = param(0.8, "... for at least this fraction of its frames.")
+    spasm_sustain_k: float = param(
+        18.0, "A tonic spasm's median envelope over its core is at least this x baseline."
+    )
     clonus_low_hz: float = param(3.0, "Lowest burst rate of clonus (rhythmic 3-8 Hz), Hz.")
     clonus_high_hz: float = param(8.0, "Highest burst rate of clonus, Hz.")
-    clonus_min_periodicity: float = param(
-        0.5, "Autocorrelation peak of the envelope at the clonus period that makes it rhythmic (0-1)."
+    clonus_min_prominence: float = param(
+        30.0, "Spectral line at 3-8 Hz over the envelope's broadband median that makes clonus."
     )
-    clonus_min_s: float = param(1.0, "Shortest clonus episode, seconds.")
+    clonus_min_s: float = param(2.0, "Shortest clonus episode, seconds.")
     plm_min_movements: int = param(4, "Limb movements that make a PLM series (AASM / WASM: 4).")
     plm_max_interval_s: float = param(90.0, "Longest onset-to-onset interval inside a PLM series, seconds.")
     restless_gap_s: float = param(

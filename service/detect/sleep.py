@@ -6,10 +6,10 @@ Sleep 15:461): a weighted window over the activity from 4 min before to 2 min af
 epoch, with Cole-Kripke's 1-min weights (404, 598, 326, 441, 1408, 508, 350, normalised to a
 weighted mean), applied to counts *normalised to the night's own scale* instead of a
 device-specific constant: counts are divided by ``scale`` (by default a robust high level of
-the record: the mean of its top decile of non-zero counts, so a wrist device's counts and the
-bed sensor's baseline-relative counts land on the same scale) and compressed with
-``log1p`` so one violent movement does not hide the rest. An epoch is wake when the
-weighted value reaches ``threshold``.
+the record: the mean of its top decile of non-zero counts) and compressed with ``log1p`` so
+one violent movement does not hide the rest. An epoch is wake when the weighted value
+reaches ``threshold``. ``main_sleep`` finds the night's major sleep period (sleep runs
+joined across wake gaps shorter than an hour; the longest block).
 
 ``cole_kripke`` is the classic reference (1-min epochs, P = 0.00001, D < 1 is sleep) for
 comparison. ``find_bouts`` / ``find_awakenings`` turn per-epoch calls into debounced bouts:
@@ -84,18 +84,24 @@ def weighted_activity(counts: np.ndarray, epoch_s: float, scale: float) -> np.nd
     return np.convolve(pad, w[::-1], mode="valid")
 
 
+DEFAULT_THRESHOLD = 0.1
+
+
 def score_sleep(
     counts: np.ndarray,
     epoch_s: float,
-    threshold: float = 1.0,
+    threshold: float = DEFAULT_THRESHOLD,
     scale: float | None = None,
 ) -> np.ndarray:
     """Sleep (True) / wake per epoch from any epoch activity counts.
 
     ``counts`` are non-negative activity counts per epoch of ``epoch_s`` seconds (bed-sensor
     counts or wrist actigraphy). ``scale`` normalises them (default: ``night_scale``);
-    ``threshold`` is on the weighted value of ``log1p(10 x counts / scale)``: 1.0 means the
-    window averages about a fifth of the night's high activity level. Empty input gives an
+    ``threshold`` is on the weighted value of ``log1p(10 x counts / scale)``: the default 0.1
+    means the window averages about 1 % of the night's high activity level (on the wrist
+    actigraphy of ``shared/data`` this puts the main sleep's offset within a few minutes of
+    the diary, as Cole-Kripke does, and its onset closer to the diary's bedtime than
+    Cole-Kripke's). Empty input gives an
     empty array; negative counts count as 0.
     """
     c = np.asarray(counts, dtype=float)
@@ -143,6 +149,22 @@ def find_awakenings(asleep: np.ndarray, wake_bout_epochs: int = 2, sleep_bout_ep
         if not b.asleep and b.start >= onset and b.end <= last_sleep and b.end - b.start >= wake_bout_epochs
     ]
     return out
+
+
+def main_sleep(asleep: np.ndarray, max_gap_epochs: int, min_run_epochs: int = 5) -> tuple[int, int] | None:
+    """The major sleep period ``[start, end)`` in epochs: runs of at least ``min_run_epochs``
+    sleep epochs joined across wake gaps shorter than ``max_gap_epochs``; the longest block."""
+    runs = [(b.start, b.end) for b in find_bouts(asleep) if b.asleep and b.end - b.start >= min_run_epochs]
+    if not runs:
+        return None
+    blocks = [list(runs[0])]
+    for a, b in runs[1:]:
+        if a - blocks[-1][1] < max_gap_epochs:
+            blocks[-1][1] = b
+        else:
+            blocks.append([a, b])
+    best = max(blocks, key=lambda blk: blk[1] - blk[0])
+    return best[0], best[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         state       TEXT NOT NULL
     );
     """,
+    # 2: annotations (bedside button, MQTT marks, relabels) and sensor calibrations
+    """
+    CREATE TABLE annotations (
+        rowid       INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        night_id    TEXT REFERENCES nights(id),
+        at          TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        note        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX annotations_night ON annotations(night_id, at);
+
+    CREATE TABLE calibrations (
+        rowid       INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at  TEXT NOT NULL,
+        sensor      TEXT NOT NULL,
+        rate_hz     REAL NOT NULL,
+        usable      INTEGER NOT NULL,
+        values_json TEXT NOT NULL,
+        verdict     TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

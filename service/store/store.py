@@ -167,6 +167,39 @@ class Store:
         )
         await self._db.commit()
 
+    async def add_annotation(
+        self, annotation_id: str, night_id: str | None, at: str, kind: str, source: str, note: str = ""
+    ) -> None:
+        """Record a user's mark on the night (button press, MQTT mark, relabel)."""
+        await self._db.execute(
+            "INSERT INTO annotations (id, night_id, at, kind, source, note) VALUES (?,?,?,?,?,?)",
+            (annotation_id, night_id, at, kind, source, note),
+        )
+        await self._db.commit()
+
+    async def add_calibration(
+        self, created_at: str, sensor: str, rate_hz: float, usable: bool, values: dict[str, Any], verdict: str
+    ) -> None:
+        """Keep one calibration result (the newest usable one is used)."""
+        await self._db.execute(
+            "INSERT INTO calibrations (created_at, sensor, rate_hz, usable, values_json, verdict) "
+            "VALUES (?,?,?,?,?,?)",
+            (created_at, sensor, rate_hz, int(usable), json.dumps(values), verdict),
+        )
+        await self._db.commit()
+
+    async def latest_calibration(self, sensor: str) -> dict[str, Any] | None:
+        """The newest usable calibration of this sensor kind: its values and created_at, or None."""
+        async with self._db.execute(
+            "SELECT created_at, values_json FROM calibrations WHERE sensor = ? AND usable = 1 "
+            "ORDER BY rowid DESC LIMIT 1",
+            (sensor,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return {"created_at": row[0], **json.loads(row[1])}
+
     async def outbox_pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Queued messages with seq > after_seq, oldest first."""
         async with self._db.execute(
