@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from hardware.timing import SettingError
 from service import __version__
 from service.errors import BedsideError, ConfigError, RecordingError, SensorError, StoreError
 
@@ -40,12 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon (simulated sensor by default)")
-    run.add_argument("--config", help="TOML config file (default: $BEDSIDE_CONFIG or built-in defaults)")
-    run.add_argument("--sensor", help="simulated | replay:PATH | piezo | imu")
-    run.add_argument("--speed", type=float, help="simulated/replay speed (1 = real time, 0 = fastest)")
-    run.add_argument("--duration-s", type=float, help="length of the simulated night in seconds")
-    run.add_argument("--seed", type=int, help="seed of the simulated night")
-    run.add_argument("--rate-hz", type=float, help="sampling rate in Hz")
+    _sensor_args(run)
     run.add_argument("--db", help="SQLite database file")
     run.add_argument("--mqtt-host", help="MQTT broker host")
     run.add_argument("--mqtt-port", type=int, help="MQTT broker port")
@@ -53,7 +49,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--unit-id", help="name of this unit (topics, ids)")
     run.add_argument("--web-port", type=int, help="dashboard port")
     run.add_argument("--no-web", action="store_true", help="do not start the dashboard")
-    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     an = sub.add_parser("analyze", help="run the detector over a recording and print what it finds")
     an.add_argument("recording", help="CSV file, or .npy array of samples (needs --rate-hz)")
@@ -64,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--profile", choices=["aasm", "wasm2016"], help="rule profile for PLM series")
     an.add_argument("--config", help="config file whose [detector] section to use")
     an.add_argument("--json", action="store_true", help="print the full JSON document")
+
+    pr = sub.add_parser("probe", help="show the live signal level, achieved rate and jitter")
+    _sensor_args(pr)
+    pr.add_argument("--seconds", type=float, default=10.0, help="how long to watch (default 10)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per second")
+
+    cal = sub.add_parser("calibrate", help="guided: empty bed, lying still, tap test; saves the levels")
+    _sensor_args(cal)
+    cal.add_argument("--db", help="SQLite database file (where the calibration is kept)")
+    cal.add_argument("--empty-s", type=float, default=20.0, help="seconds of empty bed (default 20)")
+    cal.add_argument("--still-s", type=float, default=60.0, help="seconds lying still (default 60)")
+    cal.add_argument("--tap-s", type=float, default=15.0, help="seconds of the tap test (default 15)")
+    cal.add_argument("--yes", action="store_true", help="do not wait for Enter between steps")
 
     vc = sub.add_parser("validate-config", help="check a config file; exit 0 if valid")
     vc.add_argument("path", nargs="?", help="TOML config file")
@@ -76,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, help="listen port")
     web.add_argument("--unit-id", help="unit name")
     return p
+
+
+def _sensor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (default: $BEDSIDE_CONFIG or built-in defaults)")
+    p.add_argument("--sensor", help="simulated | replay:PATH | piezo | imu")
+    p.add_argument("--speed", type=float, help="simulated/replay speed (1 = real time, 0 = fastest)")
+    p.add_argument("--duration-s", type=float, help="length of the simulated night in seconds")
+    p.add_argument("--seed", type=int, help="seed of the simulated night")
+    p.add_argument("--rate-hz", type=float, help="sampling rate in Hz")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,16 +114,16 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("sensor", "seed", args.seed)
     is_replay = bool(args.sensor and args.sensor.startswith("replay:"))
     put("sensor", "replay_rate_hz" if is_replay else "rate_hz", args.rate_hz)
-    put("storage", "db_path", args.db)
-    put("mqtt", "host", args.mqtt_host)
-    put("mqtt", "port", args.mqtt_port)
-    if args.no_mqtt:
+    put("storage", "db_path", getattr(args, "db", None))
+    put("mqtt", "host", getattr(args, "mqtt_host", None))
+    put("mqtt", "port", getattr(args, "mqtt_port", None))
+    if getattr(args, "no_mqtt", False):
         put("mqtt", "enabled", False)
-    put("web", "port", args.web_port)
-    if args.no_web:
+    put("web", "port", getattr(args, "web_port", None))
+    if getattr(args, "no_web", False):
         put("web", "enabled", False)
     put("logging", "level", args.log_level)
-    if args.unit_id:
+    if getattr(args, "unit_id", None):
         o["unit_id"] = args.unit_id
     return o
 
@@ -152,6 +170,70 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from service.config import load_config
+    from service.probe import run_probe
+    from service.sources import make_source
+
+    overrides = _run_overrides(args)
+    if args.speed is None:
+        overrides.setdefault("sensor", {})["speed"] = 1.0  # watch a simulation in real time
+    cfg = load_config(args.config, overrides=overrides)
+    _setup_logging(cfg.logging.level)
+    source, label = make_source(cfg.sensor)
+    print(f"probing {label} for {args.seconds:g} s (Ctrl-C stops)", flush=True)
+    return run_probe(source, args.seconds, args.json)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from service.calibrate import calibrate, phases
+    from service.config import load_config
+    from service.sources import make_source
+    from service.store.store import Store
+    from service.timefmt import iso_utc, utc_now
+
+    cfg = load_config(args.config, overrides=_run_overrides(args))
+    _setup_logging(cfg.logging.level)
+    if not args.yes and not sys.stdin.isatty():
+        print("bedside calibrate: needs a terminal to wait for Enter, or --yes", file=sys.stderr)
+        return EXIT_USAGE
+    source, label = make_source(cfg.sensor)
+
+    def ask(text: str) -> None:
+        print(text, flush=True)
+        if not args.yes:
+            input()
+
+    async def go() -> int:
+        print(f"Calibrating {label}.", flush=True)
+        steps = phases(args.empty_s, args.still_s, args.tap_s)
+        bits = getattr(source, "bits", None)
+        full_scale = float(2**bits - 1) if isinstance(bits, int) else None
+        result = await calibrate(source, steps=steps, ask=ask, say=print, full_scale=full_scale)
+        store = await Store.open(cfg.storage.db_path, cfg.storage.busy_timeout_s)
+        try:
+            await store.add_calibration(
+                iso_utc(utc_now()),
+                cfg.sensor.kind,
+                source.rate_hz,
+                result.usable,
+                result.values,
+                result.verdict,
+            )
+        finally:
+            await store.close()
+        print(json.dumps(result.values, indent=2))
+        if result.usable:
+            print(f"Calibration saved: the signal is usable (heart rate seen: {result.values['heart_bpm']}).")
+            return EXIT_OK
+        print("The signal is NOT usable:", file=sys.stderr)
+        for reason in result.reasons:
+            print(f"  - {reason}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    return asyncio.run(go())
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from service.config import explain, load_config
 
@@ -188,7 +270,14 @@ def _cmd_web(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "analyze": _cmd_analyze, "validate-config": _cmd_validate, "web": _cmd_web}
+COMMANDS = {
+    "run": _cmd_run,
+    "analyze": _cmd_analyze,
+    "probe": _cmd_probe,
+    "calibrate": _cmd_calibrate,
+    "validate-config": _cmd_validate,
+    "web": _cmd_web,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,7 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
+    except EOFError:
+        print("bedside: input ended before the procedure finished", file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigError, SettingError) as exc:
         print(f"bedside: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (RecordingError, SensorError) as exc:

@@ -112,7 +112,14 @@ class Detector:
         self.plm = PlmTracker(p)
         self.restless = RestlessTracker(p)
         self.presence = PresenceTracker(p)
-        self.sleep = SleepStream(p.epoch_s, p.sleep_threshold, p.wake_bout_epochs, p.sleep_bout_epochs)
+        self.sleep = SleepStream(
+            p.epoch_s,
+            p.sleep_threshold,
+            p.wake_bout_epochs,
+            p.sleep_bout_epochs,
+            hr_drop_bpm=p.sleep_hr_drop_bpm,
+        )
+        self.epoch_hr: list[float] = []
         keep_s = 300.0
         keep_int = round(keep_s * self.fs)
         self.t_move = _Tape(np.float64, keep_int)
@@ -337,6 +344,8 @@ class Detector:
         hr_out = round(hr, 1) if ok and hr is not None and hp >= p.vitals_min_periodicity else None
         br_out = round(br, 1) if ok and br is not None and bp >= p.vitals_min_periodicity else None
         out.append(self._pend(at, ORDER_VITALS, Vitals(t_end, hr_out, br_out)))
+        if hr_out is not None:
+            self.epoch_hr.append(hr_out)
         return out
 
     def _epoch(self, f_end: int) -> list[Pending]:
@@ -347,7 +356,9 @@ class Detector:
         self.epoch_inbed.append(in_bed)
         self.epoch_counts.append(round(count, 6))
         out: list[Pending] = []
-        for call in self.sleep.add(count, in_bed):
+        hr = float(np.median(self.epoch_hr)) if self.epoch_hr else None
+        self.epoch_hr = []
+        for call in self.sleep.add(count, in_bed, hr):
             out += self._sleep_call(call, at)
         return out
 

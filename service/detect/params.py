@@ -121,7 +121,12 @@ class DetectorParams:
 
     # --- stage 6: sleep --------------------------------------------------------------------
     sleep_bout_epochs: int = param(2, "Consecutive sleep epochs that make falling asleep (and sleep onset).")
-    sleep_threshold: float = param(1.0, "Weighted, normalised activity below this scores sleep.")
+    sleep_threshold: float = param(
+        5.0, "Weighted activity (log-compressed baseline-relative counts) that scores wake by itself."
+    )
+    sleep_hr_drop_bpm: float = param(
+        5.0, "Before a sleeping heart rate is known, sleep needs the heart this far below awake, bpm."
+    )
     count_k: float = param(1.5, "Activity counts integrate the envelope above count_k x baseline.")
 
     # --- stage 7: vitals -------------------------------------------------------------------

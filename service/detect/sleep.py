@@ -209,10 +209,19 @@ class SleepCall:
 
 
 class SleepStream:
-    """Streaming version of ``score_sleep`` with debounced bouts (one per Detector).
+    """Streaming sleep/wake for the Detector, with debounced bouts (one per Detector).
 
-    Feed one count per finished epoch; the call for epoch ``e`` comes out when epoch
-    ``e + look-ahead`` is in. Epochs out of bed are forced to wake.
+    Feed one count (and, when measured, the epoch's heart rate) per finished epoch; the call
+    for epoch ``e`` comes out when epoch ``e + look-ahead`` is in. Epochs out of bed are wake.
+
+    Each epoch's call: wake when the weighted activity reaches ``threshold``; otherwise the
+    heart rate decides when known, because on a bed sensor quiet wakefulness and sleep move
+    alike while the heart does not (it slows by 5-10 bpm at sleep onset and speeds up on
+    waking; Bonnet & Arand 1997, Trinder et al. 2001). The heart rate is compared with the
+    sleeper's own levels: until a sleep level is known, sleep needs the heart rate
+    ``hr_drop_bpm`` below the running awake level; after that the boundary is midway
+    between the running awake and asleep levels (with 1 bpm hysteresis). An epoch without
+    activity or a heart rate keeps the previous call.
     """
 
     def __init__(
@@ -222,29 +231,36 @@ class SleepStream:
         wake_bout_epochs: int,
         sleep_bout_epochs: int,
         scale: float = 1.0,
+        hr_drop_bpm: float = 5.0,
     ) -> None:
         self.epoch_s = epoch_s
         self.w, self.after = window_weights(epoch_s)
         self.before = self.w.size - 1 - self.after
         self.threshold = threshold
         self.scale = scale
+        self.hr_drop = hr_drop_bpm
         self.wake_n = max(1, wake_bout_epochs)
         self.sleep_n = max(1, sleep_bout_epochs)
         self.buf: list[float] = [0.0] * self.before  # compressed counts, padded history
         self.in_bed: list[bool] = []
+        self.hr: list[float | None] = []
         self.next_epoch = 0  # next epoch to call
         self.asleep: bool | None = None
+        self.raw: bool = False  # previous epoch's call
         self.run_state: bool | None = None
         self.run_start = 0
         self.run_len = 0
+        self.wake_hr: float | None = None
+        self.sleep_hrs: list[float] = []
 
     def _compress(self, count: float) -> float:
         return float(np.log1p(max(count, 0.0) / self.scale * 10.0))
 
-    def add(self, count: float, in_bed: bool) -> list[SleepCall]:
+    def add(self, count: float, in_bed: bool, hr: float | None = None) -> list[SleepCall]:
         """Feed the next epoch's count; return the calls that became possible."""
         self.buf.append(self._compress(count))
         self.in_bed.append(in_bed)
+        self.hr.append(hr)
         out: list[SleepCall] = []
         while self.next_epoch + self.after < len(self.in_bed):
             out.append(self._call())
@@ -260,13 +276,34 @@ class SleepStream:
         del self.buf[len(self.buf) - self.after :]
         return out
 
+    def _by_heart(self, hr: float) -> bool:
+        sleep_lvl = float(np.median(self.sleep_hrs)) if self.sleep_hrs else None
+        if self.wake_hr is None:
+            return False
+        if sleep_lvl is None:
+            return hr <= self.wake_hr - self.hr_drop
+        mid = 0.5 * (sleep_lvl + self.wake_hr)
+        return hr < mid + 1.0 if self.raw else hr < mid - 1.0
+
     def _call(self) -> SleepCall:
         e = self.next_epoch
         window = np.asarray(self.buf[e : e + self.w.size])
         weighted = float(window @ self.w)
-        asleep = bool(weighted < self.threshold) and self.in_bed[e]
+        hr = self.hr[e]
+        if not self.in_bed[e] or weighted >= self.threshold:
+            asleep = False
+        elif hr is None:
+            asleep = self.raw
+        else:
+            asleep = self._by_heart(hr)
+        if hr is not None and self.in_bed[e]:
+            if asleep:
+                self.sleep_hrs.append(hr)
+                del self.sleep_hrs[:-20]
+            else:
+                self.wake_hr = hr if self.wake_hr is None else 0.7 * self.wake_hr + 0.3 * hr
+        self.raw = asleep
         self.next_epoch += 1
-        # drop history nobody needs (keep indices stable by trimming lazily)
         transition = None
         if asleep == self.run_state:
             self.run_len += 1
