@@ -8,6 +8,7 @@ missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ] || missing+=(mosquitto)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS broker test makes its own CA
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -26,12 +26,15 @@ import numpy as np
 
 from hardware.block import Block, SampleSource
 from service import __version__
+from service.commands import CommandError, MarkCommand, NightCommand, ProfileCommand, parse_command
 from service.config import Config
 from service.detect import Detector
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
+from service.discovery import discovery_json
 from service.live import LiveState
 from service.mqtt import MqttLink
 from service.payloads import event_row
+from service.ratelimit import EventLimiter, MovingDebounce
 from service.sdnotify import notify, watchdog_interval_s
 from service.store.store import Store
 from service.timefmt import iso_utc, utc_now
@@ -80,6 +83,13 @@ class Daemon:
         self.dropped_samples = 0
         self.controls: Controls | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.profile = cfg.detector_params().profile
+        self.live.profile = self.profile
+        self.limiter = EventLimiter(burst=cfg.mqtt.event_burst, per_min=cfg.mqtt.events_per_min)
+        self.debounce = MovingDebounce(off_delay_s=cfg.mqtt.moving_off_delay_s)
+        self._moving_raw = False
+        self._asleep_s = self._in_bed_s = 0.0
+        self.untracked_events = 0
         self.blocks = 0
         self.events_written = 0
 
@@ -132,29 +142,50 @@ class Daemon:
 
     async def _start_night(self) -> None:
         assert self.store is not None
+        if self.night_id is not None:
+            logger.info("night %s is already being tracked", self.night_id)
+            return
         now = utc_now()
         self.night_id = f"{now:%Y%m%dT%H%M%SZ}-{self.cfg.unit_id}-{uuid.uuid4().hex[:6]}"
         await self.store.start_night(
             self.night_id,
             self.cfg.unit_id,
             iso_utc(now),
-            self.cfg.detector_params().profile,
+            self.profile,
             self.source_label,
         )
         self.live.night_id = self.night_id
+        self.live.counts.clear()
+        self.live.tracking = True
+        self._asleep_s = self._in_bed_s = 0.0
         logger.info("night %s started (source: %s)", self.night_id, self.source_label)
 
     async def _end_night(self) -> None:
-        assert self.store is not None and self.night_id is not None
-        summary = {
-            "night_id": self.night_id,
-            "counts": dict(self.live.counts),
-            "movements": sum(self.live.counts[t] for t in MOVEMENT_TYPES),
-        }
+        assert self.store is not None
+        if self.night_id is None:
+            return
+        summary = self._night_summary()
         ended = utc_now()
         await self.store.end_night(self.night_id, iso_utc(ended), summary)
+        logger.info("night %s ended: %s", self.night_id, summary)
         if self.mqtt is not None:
             self.mqtt.publish_retained(self.topics.night, {**summary, "ended": iso_utc(ended)})
+        self.night_id = self.live.night_id = None
+        self.live.tracking = False
+
+    def _night_summary(self) -> dict[str, Any]:
+        """What the ``night`` topic carries (the Nights issue deepens it)."""
+        movements = sum(self.live.counts[t] for t in MOVEMENT_TYPES)
+        return {
+            "night_id": self.night_id,
+            "counts": dict(sorted(self.live.counts.items())),
+            "movements": movements,
+            "time_in_bed_min": round(self._in_bed_s / 60.0, 1),
+            "sleep_min": round(self._asleep_s / 60.0, 1),
+            "efficiency_pct": round(100.0 * self._asleep_s / self._in_bed_s, 1) if self._in_bed_s else None,
+            "movements_per_hour": self.live.movements_per_hour,
+            "profile": self.profile,
+        }
 
     async def _start_mqtt(self) -> None:
         assert self.store is not None
@@ -164,6 +195,7 @@ class Daemon:
             self.store,
             on_command=self._on_command,
             on_connection_change=self._on_mqtt_connection,
+            discovery=discovery_json(self.topics, __version__) if self.cfg.mqtt.discovery else None,
         )
         self.mqtt.start()
         if self.live.outbox_len:
@@ -295,8 +327,12 @@ class Daemon:
                 if block.n:
                     self._last_sample = float(block.samples[-1])
                     self._next_index = block.index + block.n
+                t_s = (block.index + block.n) / block.rate_hz
                 if not self.live.sensor_ok:
-                    self._check_sensor_recovered((block.index + block.n) / block.rate_hz)
+                    self._check_sensor_recovered(t_s)
+                if self.live.moving and not self.debounce.update(self._moving_raw, t_s):
+                    self.live.moving = False
+                    await self._publish_live(force=True)
                 self._feed_watchdog()
         finally:
             stop_wait.cancel()
@@ -355,7 +391,15 @@ class Daemon:
         return iso_utc(self._stream_start + timedelta(seconds=t_s))
 
     async def _on_event(self, event: Event) -> None:
-        assert self.store is not None and self.night_id is not None and self._stream_start is not None
+        assert self.store is not None and self._stream_start is not None
+        if event.type == "sensor_fault":
+            self.live.sensor_ok = False
+            self._show_health()
+            self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
+        if self.night_id is None:
+            self.untracked_events += 1
+            logger.debug("%s not recorded: tracking is off", event.type)
+            return
         event_id = uuid.uuid4().hex
         self._event_ids[event.seq] = event_id
         while len(self._event_ids) > CAUSE_MEMORY:
@@ -368,36 +412,47 @@ class Daemon:
             stream_start=self._stream_start,
             cause_id=cause_id,
         )
-        payload = {**row, "unit_id": self.cfg.unit_id}
-
-        await self.store.add_event(
-            row,
-            [(self.topics.event, json.dumps(payload, separators=(",", ":")), 1, False)],
-            iso_utc(utc_now()),
-        )
+        publish = self.limiter.allow(event.type, event.end_s)
+        outbox = []
+        if publish:
+            payload = json.dumps({**row, "unit_id": self.cfg.unit_id}, separators=(",", ":"))
+            outbox.append((self.topics.event, payload, 1, False))
+        else:
+            self.live.suppressed_events = self.limiter.suppressed
+            logger.debug("%s stored but not published: over the rate limit", event.type)
+        await self.store.add_event(row, outbox, iso_utc(utc_now()))
         self.events_written += 1
         self.live.counts[event.type] += 1
-        if event.type == "sensor_fault":
-            self.live.sensor_ok = False
-            self._show_health()
-            self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
-        self.live.outbox_len += 1
-        if self.mqtt is not None:
+        self._update_rates()
+        if publish and self.mqtt is not None:
+            self.live.outbox_len += 1
             self.mqtt.kick()
 
     def _on_state(self, state: State) -> bool:
-        changed = (state.in_bed, state.moving, state.asleep) != (
+        self._moving_raw = state.moving
+        moving = self.debounce.update(state.moving, state.t_s)
+        changed = (state.in_bed, moving, state.asleep) != (
             self.live.in_bed,
             self.live.moving,
             self.live.asleep,
         )
-        self.live.in_bed, self.live.moving, self.live.asleep = state.in_bed, state.moving, state.asleep
+        self.live.in_bed, self.live.moving, self.live.asleep = state.in_bed, moving, state.asleep
         if state.in_bed is False:
             self.live.heart_bpm = self.live.breath_bpm = None
         return changed
 
+    def _update_rates(self) -> None:
+        hours = self._asleep_s / 3600.0
+        moves = sum(self.live.counts[t] for t in MOVEMENT_TYPES)
+        self.live.movements_per_hour = round(moves / hours, 1) if hours >= 0.5 else None
+
     async def _on_epoch(self, epoch: Epoch) -> None:
-        assert self.store is not None and self.night_id is not None
+        assert self.store is not None
+        if self.night_id is None:
+            return
+        self._in_bed_s += epoch.duration_s if epoch.in_bed else 0.0
+        self._asleep_s += epoch.duration_s if epoch.asleep else 0.0
+        self._update_rates()
         await self.store.add_epoch(
             self.night_id,
             self._utc(epoch.start_s),
@@ -408,8 +463,10 @@ class Daemon:
         )
 
     async def _on_vitals(self, vitals: Vitals) -> None:
-        assert self.store is not None and self.night_id is not None
+        assert self.store is not None
         self.live.heart_bpm, self.live.breath_bpm = vitals.heart_bpm, vitals.breath_bpm
+        if self.night_id is None:
+            return
         await self.store.add_vitals(self.night_id, self._utc(vitals.t_s), vitals.heart_bpm, vitals.breath_bpm)
 
     async def _publish_live(self, *, force: bool) -> None:
@@ -430,11 +487,27 @@ class Daemon:
         self.live.mqtt_connected = connected
 
     def _on_command(self, name: str, payload: bytes) -> None:
-        # Commands (start/stop a night, mark, profile) arrive with the MQTT issue; until then
-        # every command is logged and ignored, and none can delete data.
-        logger.warning(
-            "MQTT command %r (%d bytes) ignored: commands are not supported in %s",
-            name,
-            len(payload),
-            __version__,
-        )
+        """A message on ``cmd/<name>`` (on the loop). Bad ones are logged and ignored."""
+        try:
+            command = parse_command(name, payload)
+        except CommandError as exc:
+            logger.warning("MQTT command on cmd/%s ignored: %s", name[:60], exc)
+            return
+        logger.info("MQTT command: %s", command)
+        if isinstance(command, NightCommand):
+            self._spawn(self._start_night() if command.action == "start" else self._end_night())
+            self._spawn(self._publish_live(force=True))
+        elif isinstance(command, MarkCommand):
+            self._spawn(self.annotate(command.kind, source="mqtt", note=command.note))
+        elif isinstance(command, ProfileCommand):
+            self.set_profile(command.profile)
+
+    def set_profile(self, profile: str) -> None:
+        """Switch the PLM rule profile; series that end from now on are labelled with it."""
+        if profile == self.profile:
+            return
+        self.profile = profile
+        self.live.profile = profile
+        if self.detector is not None:
+            self.detector.set_profile(profile)
+        self._spawn(self._publish_live(force=True))

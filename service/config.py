@@ -128,6 +128,16 @@ class MqttConfig(_Strict):
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
     reconnect_min_s: float = Field(1.0, gt=0.0, description="First reconnect delay, seconds.")
     reconnect_max_s: float = Field(60.0, gt=0.0, description="Longest reconnect delay, seconds.")
+    discovery: bool = Field(True, description="Announce the unit to Home Assistant by MQTT discovery.")
+    event_burst: int = Field(
+        10, ge=1, le=1000, description="Events of one type published at once before the rate limit applies."
+    )
+    events_per_min: float = Field(
+        2.0, ge=0.0, description="Events of one type published per minute after a burst (0 = no limit)."
+    )
+    moving_off_delay_s: float = Field(
+        10.0, ge=0.0, le=600.0, description="Seconds of stillness before `moving` goes OFF on the hub."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:

@@ -22,6 +22,10 @@ class LiveState:
     mqtt_connected: bool = False
     outbox_len: int = 0
     updated_at: str | None = None
+    tracking: bool = False
+    profile: str = "aasm"
+    movements_per_hour: float | None = None
+    suppressed_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (rates rounded to 0.1 per minute)."""
@@ -34,6 +38,10 @@ class LiveState:
             "heart_bpm": None if self.heart_bpm is None else round(self.heart_bpm, 1),
             "breath_bpm": None if self.breath_bpm is None else round(self.breath_bpm, 1),
             "counts": dict(sorted(self.counts.items())),
+            "tracking": self.tracking,
+            "profile": self.profile,
+            "movements_per_hour": self.movements_per_hour,
+            "suppressed_events": self.suppressed_events,
             "mqtt_connected": self.mqtt_connected,
             "outbox_len": self.outbox_len,
             "updated_at": self.updated_at,

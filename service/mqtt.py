@@ -52,12 +52,14 @@ class MqttLink:
         *,
         on_command: CommandHandler | None = None,
         on_connection_change: Callable[[bool], None] | None = None,
+        discovery: list[tuple[str, str]] | None = None,
     ) -> None:
         self._cfg = cfg
         self.topics = topics
         self._store = store
         self._on_command = on_command
         self._on_connection_change = on_connection_change
+        self._discovery = discovery or []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._wake = asyncio.Event()
@@ -104,6 +106,7 @@ class MqttLink:
         client.on_disconnect = self._paho_on_disconnect
         client.on_publish = self._paho_on_publish
         client.on_message = self._paho_on_message
+        client.on_connect_fail = self._paho_on_connect_fail
         return client
 
     def start(self) -> None:
@@ -197,10 +200,21 @@ class MqttLink:
             return
         # Subscribing here restores subscriptions after every reconnect.
         client.subscribe(self.topics.command_filter, qos=1)
+        if self._discovery:
+            client.subscribe(self.topics.ha_status, qos=1)
+        self._announce(client)
+        self._call(self._connected)
+
+    def _announce(self, client: mqtt.Client) -> None:
+        """Discovery configs, then ``online``, then the retained documents (any thread)."""
+        for topic, text in self._discovery:
+            client.publish(topic, text, qos=1, retain=True)
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         for topic, text in list(self._retained.items()):
             client.publish(topic, text, qos=1, retain=True)
-        self._call(self._connected)
+
+    def _paho_on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._call(self._unreachable)
 
     def _paho_on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
@@ -227,6 +241,16 @@ class MqttLink:
             )
             self._refusal_logged = reason
 
+    def _unreachable(self) -> None:
+        if self._refusal_logged != "unreachable":
+            logger.warning(
+                "MQTT: cannot connect to %s:%d (broker down, wrong host or port, or a TLS failure: check "
+                "mqtt.tls_ca_file); retrying with backoff, events stay in the outbox",
+                self._cfg.host,
+                self._cfg.port,
+            )
+            self._refusal_logged = "unreachable"
+
     def _connected(self) -> None:
         self.connected = True
         self._refusal_logged = None
@@ -249,6 +273,11 @@ class MqttLink:
             self._wake.set()
 
     def _message(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.ha_status:
+            if payload.strip() == b"online" and self._client is not None:
+                logger.info("MQTT: Home Assistant is online; announcing the unit again")
+                self._announce(self._client)
+            return
         prefix = self.topics.root + "/cmd/"
         if topic.startswith(prefix) and self._on_command is not None:
             try:

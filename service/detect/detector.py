@@ -44,7 +44,7 @@ from service.detect.presence import PresenceTracker
 from service.detect.segments import Segment, Segmenter
 from service.detect.sleep import SleepCall, SleepStream
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
-from service.detect.vitals import breath_rate, heart_rate
+from service.detect.vitals import batch_rates, decimation, heart_envelope
 
 
 class _Tape:
@@ -139,6 +139,7 @@ class Detector:
         self.vit_frames = max(1, round(p.vitals_window_s / self.frame_s))
         self.epoch_frames = max(1, round(p.epoch_s / self.frame_s))
         self.next_hop = self.hop_frames
+        self._env_pad = heart_envelope(np.zeros(8), self.fs)[1]
         self.next_epoch = self.epoch_frames
         self.epoch_count = 0.0
         self.epoch_fault = 0
@@ -294,7 +295,10 @@ class Detector:
         # per-frame activity counts (baseline units x seconds above count_k)
         counts = np.where(fault, 0.0, np.maximum(ratio - p.count_k, 0.0)) * self.frame_s
         csum = np.concatenate(([0.0], np.cumsum(counts)))
+        hops = list(range(self.next_hop, end + 1, self.hop_frames))
+        feats = self._hop_features(hops)
         pos = k0
+        h = 0
         while True:
             nxt = min(self.next_hop, self.next_epoch)
             if nxt > end:
@@ -302,7 +306,8 @@ class Detector:
             self.epoch_count += float(csum[nxt - k0] - csum[pos - k0])
             pos = nxt
             if nxt == self.next_hop:
-                pend += self._hop(nxt)
+                pend += self._hop(nxt, feats[h])
+                h += 1
                 self.next_hop += self.hop_frames
             if nxt == self.next_epoch:
                 pend += self._epoch(nxt)
@@ -310,28 +315,86 @@ class Detector:
         self.epoch_count += float(csum[end - k0] - csum[pos - k0])
         return pend
 
-    def _hop(self, f_end: int) -> list[Pending]:
+    def _hop_features(self, hops: list[int]) -> list[tuple[float, float, float, float, float, bool, bool]]:
+        """(rms, heart bpm, heart periodicity, breath bpm, breath periodicity, moving, fault)
+        for windows ending at the given frames, computed in batches (NaN where no data)."""
+        out: list[tuple[float, float, float, float, float, bool, bool]] = []
+        p = self.params
+        fn = self.frame_n
+        # hops whose windows reach before the stream (or the kept tape) have no data
+        need = max(self.win_frames, self.vit_frames) * fn + self._env_pad
+        first = 0
+        while first < len(hops) and hops[first] * fn - need < max(0, self.t_heart.start):
+            out.append(
+                (
+                    np.nan,
+                    np.nan,
+                    0.0,
+                    np.nan,
+                    0.0,
+                    self._flag(self.f_moving, hops[first]),
+                    self._flag(self.f_fault, hops[first]),
+                )
+            )
+            first += 1
+        for b0 in range(first, len(hops), 256):
+            ends = np.asarray(hops[b0 : b0 + 256])
+            nh = ends.size
+            # movement / fault flags over the presence window (frames)
+            f_lo = int(ends[0]) - self.win_frames
+            mv = self.f_moving.get(f_lo, int(ends[-1]))
+            ft = self.f_fault.get(f_lo, int(ends[-1]))
+            mvw = np.lib.stride_tricks.sliding_window_view(mv, self.win_frames)[:: self.hop_frames]
+            ftw = np.lib.stride_tricks.sliding_window_view(ft, self.win_frames)[:: self.hop_frames]
+            moving = mvw.any(axis=1)
+            faulty = ftw.any(axis=1)
+            # presence energy over the presence window
+            pw = self.win_frames * fn
+            i_lo = int(ends[0]) * fn - pw
+            i_hi = int(ends[-1]) * fn
+            hh = self.t_heart.get(i_lo, i_hi)
+            bb = self.t_breath.get(i_lo, i_hi)
+            e2 = hh * hh + bb * bb
+            win = np.lib.stride_tricks.sliding_window_view(e2, pw)[:: self.hop_frames * fn]
+            rms = np.sqrt(win.mean(axis=1))
+            # heart rate over the vitals window
+            vw = self.vit_frames * fn
+            hop_n = self.hop_frames * fn
+            q = decimation(2, vw, hop_n)
+            seg = self.t_heart.get(int(ends[0]) * fn - vw - self._env_pad, i_hi)
+            env, _ = heart_envelope(seg, self.fs)
+            env = env[::q]
+            wins = np.lib.stride_tricks.sliding_window_view(env, vw // q)[:: hop_n // q]
+            hr, hp = batch_rates(wins, self.fs / q, p.heart_min_bpm, p.heart_max_bpm)
+            qb = decimation(max(1, int(self.fs // 5.0)), vw, hop_n)
+            seg = self.t_breath.get(int(ends[0]) * fn - vw, i_hi)[::qb]
+            wins = np.lib.stride_tricks.sliding_window_view(seg, vw // qb)[:: hop_n // qb]
+            br, bp = batch_rates(wins, self.fs / qb, p.breath_min_bpm, p.breath_max_bpm, 0.8)
+            for j in range(nh):
+                out.append(
+                    (
+                        float(rms[j]),
+                        float(hr[j]),
+                        float(hp[j]),
+                        float(br[j]),
+                        float(bp[j]),
+                        bool(moving[j]),
+                        bool(faulty[j]),
+                    )
+                )
+        return out
+
+    def _flag(self, tape: _Tape, f_end: int) -> bool:
+        return bool(tape.get(f_end - self.win_frames, f_end).any())
+
+    def _hop(self, f_end: int, feat: tuple[float, float, float, float, float, bool, bool]) -> list[Pending]:
         p = self.params
         at = self._at(f_end)
         t_end = self._t(f_end)
         out: list[Pending] = []
+        rms, hr, hp, br, bp, mov, flt = feat
         w0 = f_end - self.win_frames
-        mov = bool(self.f_moving.get(w0, f_end).any())
-        flt = bool(self.f_fault.get(w0, f_end).any())
-        i1 = f_end * self.frame_n
-        i0 = max(0, w0 * self.frame_n)
-        heart = self.t_heart.get(i0, i1)
-        breath = self.t_breath.get(i0, i1)
-        hr: float | None = None
-        br: float | None = None
-        hp = bp = 0.0
-        if heart.size and not flt:
-            hr, hp = heart_rate(
-                heart[-self.vit_frames * self.frame_n :], self.fs, p.heart_min_bpm, p.heart_max_bpm
-            )
-            br, bp = breath_rate(breath, self.fs, p.breath_min_bpm, p.breath_max_bpm)
-        if w0 >= 0 and not flt:
-            rms = float(np.sqrt(np.mean(heart * heart) + np.mean(breath * breath)))
+        if w0 >= 0 and not flt and np.isfinite(rms):
             occupied = self.presence.evidence(rms, max(hp, bp), mov)
             ch = self.presence.update(self._t(w0), t_end, occupied)
             if ch is not None:
@@ -341,8 +404,8 @@ class Detector:
                     out.append(self._pend(at, ORDER_PRESENCE, ev))
                 out.append(self._pend(at, ORDER_STATE, StateChange("in_bed", ch.in_bed, ch.since_s)))
         ok = self.presence.state is True and not mov and not flt
-        hr_out = round(hr, 1) if ok and hr is not None and hp >= p.vitals_min_periodicity else None
-        br_out = round(br, 1) if ok and br is not None and bp >= p.vitals_min_periodicity else None
+        hr_out = round(hr, 1) if ok and np.isfinite(hr) and hp >= p.vitals_min_periodicity else None
+        br_out = round(br, 1) if ok and np.isfinite(br) and bp >= p.vitals_min_periodicity else None
         out.append(self._pend(at, ORDER_VITALS, Vitals(t_end, hr_out, br_out)))
         if hr_out is not None:
             self.epoch_hr.append(hr_out)

@@ -98,27 +98,41 @@ class SensorHealth:
         last = float(values[-1])
         return self.p.glitch_jump_k * max(med, last), self.p.disturbance_jump_k * med
 
-    def _sec_stat(self, d: np.ndarray) -> np.ndarray:
-        """Per-row robust largest jump: the k-th largest, so a glitch does not count."""
-        k = min(d.shape[-1], 2 * self.p.glitch_max_samples + 2)
-        return np.partition(d, d.shape[-1] - k, axis=-1)[..., d.shape[-1] - k]
+    @staticmethod
+    def _sec_stat(d: np.ndarray) -> np.ndarray:
+        """Per-second robust largest jump: the 3rd largest of 8 sub-block maxima.
 
-    def _limits(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample (glitch, disturbance) jump limits; updates the per-second statistics.
+        A glitch (in and out jumps, a few samples apart) touches at most two sub-blocks, so
+        it does not raise its own bar; a movement's jumps fill the whole second.
+        """
+        rows = d.reshape(-1, d.shape[-1])
+        w = rows.shape[1]
+        parts = 8 if w >= 8 else 1
+        sub = rows[:, : w - w % parts].reshape(rows.shape[0], parts, -1).max(axis=2)
+        if parts == 1:
+            return sub[:, 0]
+        return np.partition(sub, parts - 3, axis=1)[:, parts - 3]
 
-        ``d[i]`` is |x[i] - x[i-1]| of the block (0 for the very first sample). The limits of
-        a second come from the seconds before it only (causal), vectorised over the block.
+    def _limits(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Per-second (glitch, disturbance) limits covering this block, and its first second.
+
+        ``d[i]`` is |x[i] - x[i-1]| of the block. The limits of a second come from the
+        seconds before it only (causal); the statistics are updated with the block.
         """
         n = d.size
-        lg = np.empty(n)
-        ld = np.empty(n)
+        s0 = self.n // self.sec_n
+        s_last = (self.n + n - 1) // self.sec_n
+        lg = np.empty(s_last - s0 + 1)
+        ld = np.empty(s_last - s0 + 1)
+        k = 0
         off = self.n % self.sec_n
         a = min(n, (self.sec_n - off) % self.sec_n)
         if a:
-            lg[:a], ld[:a] = self.limit
+            lg[0], ld[0] = self.limit
+            k = 1
             self._sec_buf = np.concatenate((self._sec_buf, d[:a]))
             if off + a == self.sec_n:
-                self.stats.append(float(self._sec_stat(self._sec_buf)))
+                self.stats.append(float(self._sec_stat(self._sec_buf[None, :])[0]))
                 self._sec_buf = np.zeros(0)
                 self.limit = self._limit_pair(np.fromiter(self.stats, float))
         m = (n - a) // self.sec_n
@@ -137,17 +151,36 @@ class SensorHealth:
                         med[ok] = np.nanmedian(win[ok], axis=1)
             last = win[:, -1]
             good = np.nan_to_num(med, nan=0.0) > 0
-            g = np.where(good, self.p.glitch_jump_k * np.fmax(med, last), np.inf)
-            dd = np.where(good, self.p.disturbance_jump_k * med, np.inf)
-            lg[a : a + m * self.sec_n] = np.repeat(g, self.sec_n)
-            ld[a : a + m * self.sec_n] = np.repeat(dd, self.sec_n)
+            lg[k : k + m] = np.where(good, self.p.glitch_jump_k * np.fmax(med, last), np.inf)
+            ld[k : k + m] = np.where(good, self.p.disturbance_jump_k * med, np.inf)
+            k += m
             self.stats.extend(full.tolist())
             self.limit = self._limit_pair(np.fromiter(self.stats, float))
         r = n - a - m * self.sec_n
         if r:
-            lg[n - r :], ld[n - r :] = self.limit
+            lg[k], ld[k] = self.limit
             self._sec_buf = np.concatenate((self._sec_buf, d[n - r :]))
-        return lg, ld
+        return lg, ld, s0
+
+    def _candidates(self, d: np.ndarray, lim: np.ndarray, s0: int) -> np.ndarray:
+        """Indices where d exceeds its second's limit (vectorised by seconds)."""
+        n = d.size
+        off = self.n % self.sec_n  # self.n is still the block start here
+        head = min(n, (self.sec_n - off) % self.sec_n)
+        out = []
+        k = 0
+        if head:
+            out.append(np.flatnonzero(d[:head] > lim[0]))
+            k = 1
+        m = (n - head) // self.sec_n
+        if m:
+            body = d[head : head + m * self.sec_n].reshape(m, self.sec_n) > lim[k : k + m, None]
+            out.append(np.flatnonzero(body) + head)
+            k += m
+        r = n - head - m * self.sec_n
+        if r:
+            out.append(np.flatnonzero(d[n - r :] > lim[k]) + (n - r))
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
 
     def process(self, x: np.ndarray) -> HealthResult:
         """Check and repair one block of raw samples (float64, 1-D)."""
@@ -157,55 +190,70 @@ class SensorHealth:
         start_abs = self.n
         prev = x[0] if self.prev is None else self.prev
         d = np.abs(np.diff(x, prepend=prev))
-        limits, dist = self._limits(d)
-        rail = (x <= 0.0) | (x >= self.full_scale) if self.full_scale > 0 else np.zeros(n, bool)
-        jump_bad = (d > limits) | (d > dist)
-        clean = x.copy()
+        lg, ld, s0 = self._limits(d)
+        cand = self._candidates(d, np.minimum(lg, ld), s0)
+        if self.full_scale > 0:
+            rail_idx = np.flatnonzero((x <= 0.0) | (x >= self.full_scale))
+            if rail_idx.size:
+                cand = np.union1d(cand, rail_idx)
+        if self.just_ended and cand.size and cand[0] == 0 and not self._rail(x[0]):
+            cand = cand[1:]  # the returning sample's jump is measured from the held value
+        self.just_ended = False
+        clean = x
         fault = np.zeros(n, bool)
         resets: list[int] = []
         pending: list[Pending] = []
+        copied = False
+
+        def sec_of(i: np.ndarray | int) -> np.ndarray | int:
+            return (start_abs + i) // self.sec_n - s0
 
         pos = 0
-        if self.just_ended and n:
-            jump_bad[0] = False  # the returning sample's jump is measured from the glitch
-        self.just_ended = False
+        ci = 0
         while pos < n:
             if not self.in_fault:
-                bad = np.flatnonzero(jump_bad[pos:] | rail[pos:])
-                if bad.size == 0:
+                while ci < cand.size and cand[ci] < pos:
+                    ci += 1
+                if ci >= cand.size:
                     break
-                i = pos + int(bad[0])
+                i = int(cand[ci])
+                if not copied:
+                    clean = x.copy()
+                    copied = True
                 self.in_fault = True
                 self.fault_start = start_abs + i
                 self.last_good = float(clean[i - 1]) if i > 0 else float(self.prev_clean)
                 self.consistent = 0
-                self.fault_rail = bool(rail[i])
-                pos = i
+                self.fault_rail = self._rail(x[i])
                 fault[i] = True
                 clean[i] = self.last_good
                 pos = i + 1
                 continue
-            # in a fault: find where it ends within this block. Both tests use the quiet
-            # scale (the disturbance limit is disturbance_jump_k x it), not the short-term one
-            seg = slice(pos, n)
-            ok = ~rail[seg]
-            quiet = dist[seg] / self.p.disturbance_jump_k * self.p.glitch_jump_k
-            returned = ok & (np.abs(x[seg] - self.last_good) <= _RETURN_FRACTION * quiet)
-            consistent = ok & (d[seg] <= dist[seg])
-            self.fault_rail = self.fault_rail or bool(rail[seg].any())
-            idx = np.arange(consistent.size)
-            last_false = np.maximum.accumulate(np.where(~consistent, idx, -1))
-            run = np.where(last_false < 0, idx + 1 + self.consistent, idx - last_false)
+            if not copied:
+                clean = x.copy()
+                copied = True
+            # in a fault: look for its end in bounded windows. Both tests use the quiet scale
+            # (the disturbance limit is disturbance_jump_k x it), not the short-term one.
+            hi = min(n, pos + max(4 * self.resync_n, 1024))
+            idx = np.arange(pos, hi)
+            dist = ld[sec_of(idx)]
+            quiet = dist / self.p.disturbance_jump_k * self.p.glitch_jump_k
+            ok = ~self._rail_arr(x[pos:hi])
+            returned = ok & (np.abs(x[pos:hi] - self.last_good) <= _RETURN_FRACTION * quiet)
+            consistent = ok & (d[pos:hi] <= dist)
+            self.fault_rail = self.fault_rail or not bool(ok.all())
+            j = np.arange(consistent.size)
+            last_false = np.maximum.accumulate(np.where(~consistent, j, -1))
+            run = np.where(last_false < 0, j + 1 + self.consistent, j - last_false)
             ret_i = int(np.argmax(returned)) if returned.any() else -1
             res_hits = np.flatnonzero(run >= self.resync_n)
             res_i = int(res_hits[0]) if res_hits.size else -1
             if ret_i < 0 and res_i < 0:
-                fault[seg] = True
-                clean[seg] = self.last_good
-                tail = consistent.size - 1 - int(last_false[-1])
-                self.consistent = tail + self.consistent if last_false[-1] < 0 else tail
-                pos = n
-                break
+                fault[pos:hi] = True
+                clean[pos:hi] = self.last_good
+                self.consistent = int(run[-1])
+                pos = hi
+                continue
             if ret_i >= 0 and (res_i < 0 or ret_i <= res_i):
                 end = pos + ret_i
                 resync = False
@@ -225,10 +273,18 @@ class SensorHealth:
             self.in_fault = False
             pending += self._add_span(self.fault_start, start_abs + end, kind, length)
             pos = end
-            if end < n:
-                jump_bad[end] = False  # its jump is from the held value, not a new fault
-            else:
+            if end >= n:
                 self.just_ended = True
+            elif ci < cand.size and cand[ci] <= end:
+                # the returning sample's jump is from the held value, not a new fault
+                while ci < cand.size and cand[ci] <= end:
+                    ci += 1
+                if self._rail(x[end]):
+                    pos = end  # a rail value is a fault whatever its jump
+                    cand = np.concatenate(([end], cand[ci:]))
+                    ci = 0
+                else:
+                    pos = end + 1
 
         pending += self._stuck(x, prev, start_abs)
         self.prev = float(x[-1])
@@ -237,14 +293,52 @@ class SensorHealth:
         pending += self._due(self.n)
         return HealthResult(clean, fault, resets, pending)
 
+    def _rail(self, v: float) -> bool:
+        return self.full_scale > 0 and (v <= 0.0 or v >= self.full_scale)
+
+    def _rail_arr(self, v: np.ndarray) -> np.ndarray:
+        if self.full_scale <= 0:
+            return np.zeros(v.size, bool)
+        return np.asarray((v <= 0.0) | (v >= self.full_scale))
+
     # ------------------------------------------------------------------------------------
     def _stuck(self, x: np.ndarray, prev: float, start_abs: int) -> list[Pending]:
+        """Runs of identical samples reaching ``stuck_n``; cheap when nothing is flat.
+
+        A run of ``stuck_n`` identical samples contains a whole aligned chunk of
+        ``stuck_n // 2`` flat samples, so only blocks with such a chunk (or a run carried in
+        from the last block) are examined sample by sample.
+        """
+        n = x.size
+        h = max(1, self.stuck_n // 2)
+        flat_chunk = True
+        if n >= h:
+            m = n // h
+            blk = x[: m * h].reshape(m, h)
+            flat_chunk = bool((blk.max(axis=1) == blk.min(axis=1)).any())
+        if not flat_chunk:
+            lim = min(n, self.stuck_n)
+            cont = self.n > 0
+            neq = np.flatnonzero(x[:lim] != prev) if cont else np.zeros(1, np.int64)
+            lead = int(neq[0]) if neq.size else lim
+            if self.same_run + lead < self.stuck_n:
+                # no run in this block reaches the limit: just carry the trailing run
+                tail = x[n - lim :]
+                neq_t = np.flatnonzero(tail != x[-1])
+                if neq_t.size:
+                    self.same_run = lim - 1 - int(neq_t[-1]) - 1
+                elif lim == n and cont and x[0] == prev:
+                    self.same_run += n
+                else:
+                    self.same_run = lim - 1
+                if lead < n:
+                    self.stuck_reported = False
+                return []
         same = x == np.concatenate(([prev], x[:-1])) if self.n > 0 else np.r_[False, x[1:] == x[:-1]]
-        idx = np.arange(x.size)
+        idx = np.arange(n)
         last_false = np.maximum.accumulate(np.where(~same, idx, -1))
         run = np.where(last_false < 0, idx + 1 + self.same_run, idx - last_false)
         out: list[Pending] = []
-        # a run resets the report flag when it breaks
         breaks = np.flatnonzero(~same)
         hits = np.flatnonzero(run >= self.stuck_n)
         if hits.size:
@@ -252,10 +346,10 @@ class SensorHealth:
             run_id = np.searchsorted(breaks, hits, side="right")
             first = np.r_[True, run_id[1:] != run_id[:-1]]
             for k in np.flatnonzero(first):
-                h = int(hits[k])
+                hh = int(hits[k])
                 if run_id[k] == 0 and self.stuck_reported:
                     continue
-                at = start_abs + h + 1
+                at = start_abs + hh + 1
                 t0 = (at - self.stuck_n) / self.rate_hz
                 ev = Event(
                     -1,

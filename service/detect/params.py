@@ -122,10 +122,16 @@ class DetectorParams:
     # --- stage 6: sleep --------------------------------------------------------------------
     sleep_bout_epochs: int = param(2, "Consecutive sleep epochs that make falling asleep (and sleep onset).")
     sleep_threshold: float = param(
-        5.0, "Weighted activity (log-compressed baseline-relative counts) that scores wake by itself."
+        7.0, "Weighted activity (log-compressed baseline-relative counts) that scores wake by itself."
     )
     sleep_hr_drop_bpm: float = param(
-        5.0, "Before a sleeping heart rate is known, sleep needs the heart this far below awake, bpm."
+        4.0, "Awake -> asleep when the heart rate falls this far below the recent waking level, bpm."
+    )
+    wake_hr_rise_bpm: float = param(
+        4.0, "Asleep -> awake when the heart rate rises this far above the recent sleeping level, bpm."
+    )
+    sleep_lookahead_epochs: int = param(
+        6, "Epochs the sleep call waits for (a movement is judged by the heart rate after it)."
     )
     count_k: float = param(1.5, "Activity counts integrate the envelope above count_k x baseline.")
 

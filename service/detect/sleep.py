@@ -212,16 +212,19 @@ class SleepStream:
     """Streaming sleep/wake for the Detector, with debounced bouts (one per Detector).
 
     Feed one count (and, when measured, the epoch's heart rate) per finished epoch; the call
-    for epoch ``e`` comes out when epoch ``e + look-ahead`` is in. Epochs out of bed are wake.
+    for epoch ``e`` comes out when epoch ``e + lookahead`` is in (``lookahead`` is the larger
+    of the weighted window's 2 min and ``hr_lookahead_epochs``). Out of bed is wake.
 
-    Each epoch's call: wake when the weighted activity reaches ``threshold``; otherwise the
-    heart rate decides when known, because on a bed sensor quiet wakefulness and sleep move
-    alike while the heart does not (it slows by 5-10 bpm at sleep onset and speeds up on
-    waking; Bonnet & Arand 1997, Trinder et al. 2001). The heart rate is compared with the
-    sleeper's own levels: until a sleep level is known, sleep needs the heart rate
-    ``hr_drop_bpm`` below the running awake level; after that the boundary is midway
-    between the running awake and asleep levels (with 1 bpm hysteresis). An epoch without
-    activity or a heart rate keeps the previous call.
+    Each epoch's call: wake when the weighted activity reaches ``threshold`` (sustained heavy
+    movement); otherwise the heart rate decides, because on a bed sensor quiet wakefulness
+    and sleep move alike while the heart does not: it slows at sleep onset and speeds up on
+    waking by 5-10 bpm (Bonnet & Arand 1997; Trinder et al. 2001). The levels are the
+    sleeper's own: asleep -> wake when the heart rate reaches the recent sleeping level
+    (median of the last 20 sleep epochs) + ``hr_rise_bpm``; awake -> asleep when it falls to
+    the recent waking level (median of the last 10 wake epochs) - ``hr_drop_bpm``. An epoch
+    without a heart rate (movement) is judged by the next measured one within the look-ahead
+    (a movement followed by a raised heart is an awakening, one followed by a sleeping heart
+    is not); with none, it keeps the previous call.
     """
 
     def __init__(
@@ -231,14 +234,18 @@ class SleepStream:
         wake_bout_epochs: int,
         sleep_bout_epochs: int,
         scale: float = 1.0,
-        hr_drop_bpm: float = 5.0,
+        hr_drop_bpm: float = 4.0,
+        hr_rise_bpm: float = 4.0,
+        hr_lookahead_epochs: int = 6,
     ) -> None:
         self.epoch_s = epoch_s
         self.w, self.after = window_weights(epoch_s)
         self.before = self.w.size - 1 - self.after
+        self.lookahead = max(self.after, hr_lookahead_epochs)
         self.threshold = threshold
         self.scale = scale
         self.hr_drop = hr_drop_bpm
+        self.hr_rise = hr_rise_bpm
         self.wake_n = max(1, wake_bout_epochs)
         self.sleep_n = max(1, sleep_bout_epochs)
         self.buf: list[float] = [0.0] * self.before  # compressed counts, padded history
@@ -250,7 +257,7 @@ class SleepStream:
         self.run_state: bool | None = None
         self.run_start = 0
         self.run_len = 0
-        self.wake_hr: float | None = None
+        self.wake_hrs: list[float] = []
         self.sleep_hrs: list[float] = []
 
     def _compress(self, count: float) -> float:
@@ -262,7 +269,7 @@ class SleepStream:
         self.in_bed.append(in_bed)
         self.hr.append(hr)
         out: list[SleepCall] = []
-        while self.next_epoch + self.after < len(self.in_bed):
+        while self.next_epoch + self.lookahead < len(self.in_bed):
             out.append(self._call())
         return out
 
@@ -277,13 +284,14 @@ class SleepStream:
         return out
 
     def _by_heart(self, hr: float) -> bool:
-        sleep_lvl = float(np.median(self.sleep_hrs)) if self.sleep_hrs else None
-        if self.wake_hr is None:
+        """The call a heart rate makes, from the previous call's side of the hysteresis."""
+        if self.raw:
+            if not self.sleep_hrs:
+                return True
+            return hr < float(np.median(self.sleep_hrs)) + self.hr_rise
+        if not self.wake_hrs:
             return False
-        if sleep_lvl is None:
-            return hr <= self.wake_hr - self.hr_drop
-        mid = 0.5 * (sleep_lvl + self.wake_hr)
-        return hr < mid + 1.0 if self.raw else hr < mid - 1.0
+        return hr <= float(np.median(self.wake_hrs)) - self.hr_drop
 
     def _call(self) -> SleepCall:
         e = self.next_epoch
@@ -292,16 +300,13 @@ class SleepStream:
         hr = self.hr[e]
         if not self.in_bed[e] or weighted >= self.threshold:
             asleep = False
-        elif hr is None:
-            asleep = self.raw
         else:
-            asleep = self._by_heart(hr)
+            ahead = next((h for h in self.hr[e : e + self.lookahead + 1] if h is not None), None)
+            asleep = self.raw if ahead is None else self._by_heart(ahead)
         if hr is not None and self.in_bed[e]:
-            if asleep:
-                self.sleep_hrs.append(hr)
-                del self.sleep_hrs[:-20]
-            else:
-                self.wake_hr = hr if self.wake_hr is None else 0.7 * self.wake_hr + 0.3 * hr
+            hrs = self.sleep_hrs if asleep else self.wake_hrs
+            hrs.append(hr)
+            del hrs[: -20 if asleep else -10]
         self.raw = asleep
         self.next_epoch += 1
         transition = None

@@ -16,6 +16,8 @@ the Detector asks only for windows that are still, fault-free and in bed.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -100,3 +102,66 @@ def breath_rate(
     step = max(1, int(fs // 5.0))
     x = breath_band[::step]
     return rate_from_autocorr(x, fs / step, min_bpm, max_bpm, harmonic_ratio=0.8)
+
+
+# ---------------------------------------------------------------------- batched versions
+def decimation(target: int, *lengths: int) -> int:
+    """The largest factor <= ``target`` dividing every length (window and hop alignment)."""
+    g = 0
+    for n in lengths:
+        g = math.gcd(g, int(n))
+    for q in range(max(1, target), 0, -1):
+        if g % q == 0:
+            return q
+    return 1
+
+
+def batch_rates(
+    windows: np.ndarray, fs: float, min_per_min: float, max_per_min: float, harmonic_ratio: float = 0.85
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rate_from_autocorr`` for every row of ``windows`` at once: (rates with NaN, periodicity)."""
+    h, n = windows.shape
+    rates = np.full(h, np.nan)
+    per = np.zeros(h)
+    lo = max(1, int(np.floor(fs * 60.0 / max_per_min)))
+    hi = int(np.ceil(fs * 60.0 / min_per_min))
+    if h == 0 or n < 2 * hi or hi < 2 or hi < lo:
+        return rates, per
+    x = windows - windows.mean(axis=1, keepdims=True)
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, nfft, axis=1)
+    ac = np.fft.irfft(f.real**2 + f.imag**2, nfft, axis=1)[:, : hi + 2]
+    ac = ac / (n - np.arange(hi + 2))
+    ac0 = ac[:, 0].copy()
+    valid = ac0 > 0
+    ac = ac / np.where(valid, ac0, 1.0)[:, None]
+    k = np.arange(lo, hi + 1)
+    c = ac[:, k]
+    pk = (c > ac[:, k - 1]) & (c >= ac[:, k + 1])
+    best = np.where(pk, c, -np.inf).max(axis=1)
+    good = valid & np.isfinite(best) & (best > 0)
+    sel = pk & (c >= harmonic_ratio * best[:, None])
+    j = np.argmax(sel, axis=1)
+    kk = k[j]
+    rows = np.arange(h)
+    a, b, cc = ac[rows, kk - 1], ac[rows, kk], ac[rows, kk + 1]
+    den = a - 2 * b + cc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(den < 0, 0.5 * (a - cc) / den, 0.0)
+    lag = kk + shift
+    rates[good] = 60.0 * fs / lag[good]
+    per[good] = b[good]
+    return rates, per
+
+
+def heart_envelope(x: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
+    """Beat-energy envelope: sqrt of the 0.1-s running mean of the squared heart band.
+
+    ``env[i]`` covers ``x[i : i + w]`` ('valid'): returns (env, w - 1), the samples of
+    history each value needs, so a window's envelope never depends on how the stream was cut.
+    """
+    w = max(1, round(0.1 * fs))
+    e = x * x
+    if w > 1:
+        e = np.convolve(e, np.full(w, 1.0 / w), mode="valid")  # per-output sums: cut-independent
+    return np.sqrt(np.maximum(e, 0.0)), w - 1
