@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench setup clean
+.PHONY: demo test lint typecheck pytest bench setup clean ha-venv
 
 $(STAMP): pyproject.toml
 	./scripts/system-packages.sh
@@ -25,7 +25,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+ha-venv:
+	./scripts/ha-venv.sh
+
+pytest: $(STAMP) ha-venv
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -62,7 +62,7 @@ def discovery_messages(topics: Topics, sw_version: str) -> list[tuple[str, dict[
         return f"{{{{ 'ON' if value_json.{key} else 'OFF' }}}}"
 
     def number(key: str) -> str:
-        return f"{{{{ value_json.{key} if value_json.{key} is not none else 'unknown' }}}}"
+        return f"{{{{ value_json.{key} if value_json.{key} is not none else 'None' }}}}"
 
     def count(keys: tuple[str, ...]) -> str:
         terms = " + ".join(f"value_json.counts.get('{k}', 0)" for k in keys)
@@ -105,11 +105,11 @@ def discovery_messages(topics: Topics, sw_version: str) -> list[tuple[str, dict[
         entity("sensor", "last_night_sleep", "Last night's sleep", state_topic=topics.night,
                unit_of_measurement="h", device_class="duration", state_class="measurement",
                value_template="{{ (value_json.sleep_min / 60) | round(2) if value_json.sleep_min is "
-               "defined and value_json.sleep_min is not none else 'unknown' }}"),
+               "defined and value_json.sleep_min is not none else 'None' }}"),
         entity("sensor", "last_night_efficiency", "Last night's sleep efficiency", state_topic=topics.night,
                unit_of_measurement="%", state_class="measurement",
                value_template="{{ value_json.efficiency_pct if value_json.efficiency_pct is defined "
-               "and value_json.efficiency_pct is not none else 'unknown' }}"),
+               "and value_json.efficiency_pct is not none else 'None' }}"),
         entity("switch", "tracking", "Tracking", state_topic=state, command_topic=topics.command("night"),
                value_template="{{ 'ON' if value_json.night_id else 'OFF' }}", payload_on="start",
                payload_off="stop", state_on="ON", state_off="OFF", icon="mdi:bed-clock"),
