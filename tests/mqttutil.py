@@ -66,7 +66,9 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "", poll_s: float = 0.05) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "", poll_s: float = 0.05
+) -> None:
     """Poll ``predicate`` until it holds; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
