@@ -18,8 +18,9 @@ so the resting level is estimated from the envelope itself:
   against the median of the quieter half of the hops), then those frames are released;
 * the level itself can change (someone gets into an empty bed; a new posture): if the frozen
   hops have been *steady* for ``baseline_steady_s`` (largest / smallest hop value at most
-  ``baseline_steady_ratio``: heartbeats, not the irregular envelope of a movement) the
-  baseline re-learns from them; failing that, after ``baseline_max_freeze_s`` it re-learns
+  ``baseline_steady_ratio``) and their frames *beat* (an autocorrelation peak at a heart
+  rate of at least ``baseline_steady_periodicity``: heartbeats, not a movement's envelope)
+  the baseline re-learns from them; failing that, after ``baseline_max_freeze_s`` it re-learns
   from the recent hop values. With an empty bed the baseline is simply the sensor noise floor.
 """
 
@@ -31,6 +32,7 @@ from statistics import median
 import numpy as np
 
 from service.detect.params import DetectorParams
+from service.detect.vitals import batch_rates
 
 _FLOOR = 1e-12
 
@@ -40,7 +42,8 @@ class Baseline:
 
     def __init__(self, frame_s: float, params: DetectorParams) -> None:
         self.p = params
-        self.fph = max(1, round(params.baseline_hop_s / frame_s))  # frames per hop
+        # frames per hop (at least 5, so that a slow stream's hop maximum is not one sample)
+        self.fph = max(5, round(params.baseline_hop_s / frame_s))
         hop_s = self.fph * frame_s
         self.window_hops = max(1, round(params.baseline_window_s / hop_s))
         self.warm_hops = max(1, round(params.baseline_warmup_s / hop_s))
@@ -50,6 +53,8 @@ class Baseline:
         self.freeze = 0
         self.steady_hops = max(2, round(params.baseline_steady_s / hop_s))
         self.frozen_vals: deque[float] = deque(maxlen=self.steady_hops)
+        self.frozen_frames: deque[np.ndarray] = deque(maxlen=self.steady_hops)
+        self.frame_s = frame_s
         self.b = _FLOOR
         self.warming = True
         self._held_env: list[np.ndarray] = []
@@ -116,6 +121,12 @@ class Baseline:
         self._hop_fault = fault[n_full:].copy()
         return np.full(env.size, self.b)
 
+    def _beating(self) -> bool:
+        """Do the frozen frames pulse at a heart rate (a resting level, not a movement)?"""
+        frames = np.concatenate(list(self.frozen_frames))[None, :]
+        rate, per = batch_rates(frames, 1.0 / self.frame_s, 40.0, 150.0)
+        return bool(np.isfinite(rate[0]) and per[0] >= self.p.baseline_steady_periodicity)
+
     def _steady(self, env: np.ndarray, fault: np.ndarray) -> np.ndarray:
         n = env.size
         out = np.empty(n)
@@ -149,18 +160,23 @@ class Baseline:
                     self.b = max(median(self.history), _FLOOR)
                     self.freeze = 0
                     self.frozen_vals.clear()
+                    self.frozen_frames.clear()
                 else:
                     self.freeze += 1
                     self.frozen_vals.append(meds[j])
-                    steady = len(self.frozen_vals) == self.steady_hops and max(
-                        self.frozen_vals
-                    ) <= self.p.baseline_steady_ratio * min(self.frozen_vals)
+                    self.frozen_frames.append(blk[j])
+                    steady = (
+                        len(self.frozen_vals) == self.steady_hops
+                        and max(self.frozen_vals) <= self.p.baseline_steady_ratio * min(self.frozen_vals)
+                        and self._beating()
+                    )
                     if steady or self.freeze >= self.max_freeze_hops:
                         src = self.frozen_vals if steady else self.recent
                         self.history = deque(src, maxlen=self.window_hops)
                         self.b = max(median(self.history), _FLOOR)
                         self.freeze = 0
                         self.frozen_vals.clear()
+                        self.frozen_frames.clear()
             if j < m:
                 bs[j] = self.b
         out[body] = np.repeat(bs, self.fph)

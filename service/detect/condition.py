@@ -6,8 +6,10 @@ input is used as is), and are split there into
 
 * the movement band (``move_band_low_hz`` to ``move_band_high_hz``, capped at 0.45 x the
   internal rate so that 50 Hz input works): limb and body movement, and the sharp BCG
-  J-waves of a still sleeper, which set the resting baseline;
-* the heart band (1 to 10 Hz, capped likewise): ballistocardiogram for the heart rate;
+  J-waves of a still sleeper, which set the resting baseline and, through their energy
+  envelope, give the heart rate (on the reference fibre-optic recording the envelope of
+  this band tracks the oximeter far better than a 1-10 Hz band, whose low end is dominated
+  by breathing harmonics);
 * the breath band (0.05 to 1 Hz): respiration and posture for breathing rate and presence.
 
 Every filter is a Butterworth/notch second-order-section cascade run with
@@ -25,36 +27,53 @@ from scipy import signal
 
 from service.detect.params import DetectorParams
 
+try:  # scipy's compiled kernel behind sosfilt: skips ~150 us of argument checks per call
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - other scipy layouts use the public function
+    _sosfilt_kernel = None
+
 
 @dataclass(slots=True)
 class Bands:
     """One block's output at the internal rate."""
 
     move: np.ndarray
-    heart: np.ndarray
     breath: np.ndarray
     fault: np.ndarray  # bool: the decimated sample was a repaired (held) value
 
 
 class _Sos:
-    """One streaming SOS cascade."""
+    """One streaming SOS cascade (state carried between calls).
+
+    Uses scipy's compiled ``_sosfilt`` kernel directly when available (the public
+    ``sosfilt`` spends most of a small block's time validating arguments); the public
+    function is the fallback and gives the same numbers.
+    """
+
+    use_kernel = _sosfilt_kernel is not None
 
     def __init__(self, sos: np.ndarray) -> None:
         self.sos = np.ascontiguousarray(sos, dtype=np.float64)
         self.zi_unit = signal.sosfilt_zi(self.sos)
-        self.zi: np.ndarray | None = None
+        self.zi: np.ndarray | None = None  # shape (1, sections, 2)
 
     def reset(self, value: float) -> None:
         """Steady state for a constant input ``value``."""
-        self.zi = self.zi_unit * value
+        self.zi = np.ascontiguousarray((self.zi_unit * value)[None, :, :])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if x.size == 0:
-            return x
+            return np.zeros(0)
         if self.zi is None:
             self.reset(float(x[0]))
-        y, self.zi = signal.sosfilt(self.sos, x, zi=self.zi)
-        return np.asarray(y)
+        assert self.zi is not None
+        if self.use_kernel and _sosfilt_kernel is not None:
+            y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
+            _sosfilt_kernel(self.sos, y, self.zi)
+            return y[0]
+        out, zi = signal.sosfilt(self.sos, x, zi=self.zi[0])
+        self.zi = np.ascontiguousarray(np.asarray(zi)[None, :, :])
+        return np.asarray(out)
 
 
 def _band(low_hz: float, high_hz: float, fs: float, order: int = 2) -> np.ndarray:
@@ -91,13 +110,12 @@ class Conditioner:
             min(params.move_band_high_hz, 0.45 * fs),
         )
         self.move = _Sos(_band(params.move_band_low_hz, params.move_band_high_hz, fs))
-        self.heart = _Sos(_band(1.0, 10.0, fs))
         self.breath = _Sos(_band(0.05, 1.0, fs))
         self.n = 0  # raw samples seen
         self._pending_reset = False
 
     def _all(self) -> list[_Sos]:
-        return [f for f in (self.pre, self.move, self.heart, self.breath) if f is not None]
+        return [f for f in (self.pre, self.move, self.breath) if f is not None]
 
     def process(self, x: np.ndarray, fault: np.ndarray, resets: list[int]) -> Bands:
         """Filter one repaired block; ``resets`` are block indices where a new level starts."""
@@ -119,10 +137,9 @@ class Conditioner:
         yd = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0)
         fd = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, bool)
         if len(pieces) == 1 and not pieces[0][2] and not self._pending_reset:
-            return Bands(self.move(yd), self.heart(yd), self.breath(yd), fd)
+            return Bands(self.move(yd), self.breath(yd), fd)
         # internal-rate filters restart at the first decimated value after a reset
         move = np.empty_like(yd)
-        heart = np.empty_like(yd)
         breath = np.empty_like(yd)
         pos = 0
         pending_reset = self._pending_reset
@@ -132,12 +149,11 @@ class Conditioner:
             if m == 0:
                 continue
             if pending_reset:
-                for f in (self.move, self.heart, self.breath):
+                for f in (self.move, self.breath):
                     f.reset(float(y_k[0]))
                 pending_reset = False
             move[pos : pos + m] = self.move(y_k)
-            heart[pos : pos + m] = self.heart(y_k)
             breath[pos : pos + m] = self.breath(y_k)
             pos += m
         self._pending_reset = pending_reset
-        return Bands(move, heart, breath, fd)
+        return Bands(move, breath, fd)

@@ -10,15 +10,24 @@ that index, so the concatenated outputs are the same whatever the block size (on
 0.1-s live blocks). Latency: a movement onset (``State.moving`` True) comes out in the block
 that completes its first envelope frame above threshold, except during the warm-up at the
 stream start (released together at its end); a finished movement comes out
-``max(min_off_s, merge_gap_s)`` after it ends; sleep calls lag by the scoring window (see
-``service.detect.sleep``).
+``max(min_off_s, merge_gap_s)`` after it ends; health looks ``glitch_max_samples + 1``
+samples ahead (20 ms at 250 Hz); PLM series and restless clusters come out when they end
+(90 s / 10 s after the last movement); bed entry / exit ``presence_dwell_s`` after the
+change; sleep calls about 3.5 min after their epoch starts (see ``service.detect.sleep``).
+
+State.t_s is when the change happened (a movement's onset, the first window of new presence
+evidence, the first epoch of a sleep bout), which can be earlier than States already emitted:
+outputs come in the order they were decided, not sorted by their own times. Events carry
+their own start/end. Series and sleep/presence state changes need the sleeper in bed: PLM
+series and restless clusters count only movements made while in bed.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,13 +47,38 @@ from service.detect.emit import (
     StateChange,
 )
 from service.detect.envelope import FrameEnvelope
-from service.detect.health import SensorHealth
+from service.detect.health import HealthResult, SensorHealth
 from service.detect.params import PROFILES, DetectorParams
 from service.detect.presence import PresenceTracker
 from service.detect.segments import Segment, Segmenter
 from service.detect.sleep import SleepCall, SleepStream
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
-from service.detect.vitals import batch_rates, decimation, heart_envelope
+from service.detect.vitals import BREATH_HARMONIC_RATIO, batch_rates, decimation, heart_envelope
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """A finished movement waiting for the series trackers."""
+
+    decided: int  # frame
+    at: int  # raw sample index of the decision
+    type: str
+    start_s: float
+    end_s: float
+    intensity: float
+
+
+class _HopFeat(NamedTuple):
+    """What one vitals / presence window holds (NaN or 0 where there is no data)."""
+
+    rms: float
+    heart_bpm: float
+    heart_periodicity: float
+    breath_bpm: float
+    breath_periodicity: float
+    moving: bool
+    fault: bool
+    settled: bool  # no movement for sleep_hr_settle_s before the window either
 
 
 class _Tape:
@@ -118,12 +152,15 @@ class Detector:
             p.wake_bout_epochs,
             p.sleep_bout_epochs,
             hr_drop_bpm=p.sleep_hr_drop_bpm,
+            hr_rise_bpm=p.wake_hr_rise_bpm,
+            hr_lookahead_epochs=p.sleep_lookahead_epochs,
         )
         self.epoch_hr: list[float] = []
+        self.epoch_hr_unsettled: list[float] = []
+        self.settle_frames = max(0, round(p.sleep_hr_settle_s / self.frame_s))
         keep_s = 300.0
         keep_int = round(keep_s * self.fs)
         self.t_move = _Tape(np.float64, keep_int)
-        self.t_heart = _Tape(np.float64, keep_int)
         self.t_breath = _Tape(np.float64, keep_int)
         keep_fr = round(keep_s / self.frame_s)
         self.f_ratio = _Tape(np.float64, keep_fr)
@@ -151,6 +188,7 @@ class Detector:
         self.state = State(0.0, None, False, None)
         self.recent_moves: deque[Event] = deque(maxlen=64)
         self.fault_leads: list[FaultLead] = []
+        self.presence_log: list[tuple[int, bool]] = []  # (frame decided, in bed)
         self.flushed = False
 
     # ---------------------------------------------------------------- helpers
@@ -178,24 +216,33 @@ class Detector:
             bad = ~np.isfinite(x)
             x[bad] = 0.0 if self.health.prev is None else self.health.prev
         h = self.health.process(x)
-        self.n_raw += x.size
+        self.n_raw += h.clean.size  # samples decided by health (it looks a few ahead)
         pend = list(h.pending)
+        pend += self._samples(h)
+        return self._assemble(pend)
+
+    def _samples(self, h: HealthResult) -> list[Pending]:
+        """Everything downstream of sensor health for one run of repaired samples."""
+        if h.clean.size == 0:
+            return []
         bands = self.cond.process(h.clean, h.fault, h.resets)
         self.t_move.append(bands.move)
-        self.t_heart.append(bands.heart)
         self.t_breath.append(bands.breath)
         env, ff = self.env.process(bands.move, bands.fault)
         renv, rf, rbase = self.base.process(env, ff)
         if renv.size:
-            pend += self._frames(renv, rf, rbase)
-        return self._assemble(pend)
+            return self._frames(renv, rf, rbase)
+        return []
 
     def flush(self) -> list[Output]:
         """End of stream: close open movements, series, epochs; return the last outputs."""
         if self.flushed:
             return []
         self.flushed = True
-        pend = self.health.flush()
+        h, pend = self.health.flush()  # pend includes the held samples' own findings
+        if h.clean.size:
+            self.n_raw += h.clean.size
+            pend += self._samples(h)
         if self.base.warming:
             self.release_floor = self.n_raw  # a stream shorter than the warm-up
         renv, rf, rbase = self.base.flush()
@@ -203,8 +250,10 @@ class Detector:
             pend += self._frames(renv, rf, rbase)
         end_frame = self.released
         at = max(self.n_raw, self.release_floor)
+        moves: list[_Move] = []
         for s in self.seg.flush():
-            pend += self._finished(s, at)
+            pend += self._finished(s, at, moves)
+        pend += self._track(moves)
         now_s = self._t(end_frame)
         pend += self._series(self.plm.flush(now_s), at)
         pend += self._series(self.restless.flush(now_s), at)
@@ -222,21 +271,44 @@ class Detector:
         pend: list[Pending] = []
         upd = self.seg.process(env, base, fault)
         self.f_moving.append(upd.moving)
+        moves: list[_Move] = []
         for s in upd.finished:
-            pend += self._finished(s, self._at(s.decided))
+            pend += self._finished(s, self._at(s.decided), moves)
         for o in upd.onsets:
             pend.append(self._pend(self._at(o + 1), ORDER_STATE, StateChange("moving", True, self._t(o))))
         self.released = k0 + n
-        end_frame = self.released
-        now_s = self._t(end_frame)
+        pend += self._ticks(k0, ratio, fault)
+        # series trackers after the ticks, so that presence is known at each movement's time
+        pend += self._track(moves)
+        now_s = self._t(self.released)
         open_start = self.seg.open_start
         open_s = None if open_start is None else self._t(open_start)
         pend += self._series(self.plm.timeout(now_s, open_s), None)
         pend += self._series(self.restless.timeout(now_s, open_s), None)
-        pend += self._ticks(k0, ratio, fault)
         return pend
 
-    def _finished(self, s: Segment, at: int) -> list[Pending]:
+    def _in_bed_at(self, frame: int) -> bool | None:
+        """Occupancy as decided by the end of ``frame`` (from the log of presence changes)."""
+        state: bool | None = None
+        for f, st in reversed(self.presence_log):
+            if f <= frame:
+                state = st
+                break
+        return state
+
+    def _track(self, moves: list[_Move]) -> list[Pending]:
+        """Feed finished movements to the PLM and restless trackers, in bed only: a body
+        getting in or out (or a bump on an empty bed) is no part of a series."""
+        out: list[Pending] = []
+        for m in moves:
+            if self._in_bed_at(m.decided) is not True:
+                continue
+            series = self.plm.add(m.type, m.start_s, m.end_s, m.intensity)
+            series += self.restless.add(m.start_s, m.end_s, m.intensity)
+            out += self._series(series, m.at)
+        return out
+
+    def _finished(self, s: Segment, at: int, moves: list[_Move]) -> list[Pending]:
         p = self.params
         ratio = self.f_ratio.get(s.start, s.end)
         band = self.t_move.get(s.start * self.frame_n, s.end * self.frame_n)
@@ -260,11 +332,8 @@ class Detector:
             confidence=round(lab.confidence, 3),
             details=lab.details,
         )
-        out = [self._pend(at, ORDER_MOVEMENT, ev), off_state]
-        series = self.plm.add(lab.type, start_s, end_s, lab.intensity)
-        series += self.restless.add(start_s, end_s, lab.intensity)
-        out += self._series(series, at)
-        return out
+        moves.append(_Move(s.decided, at, lab.type, start_s, end_s, lab.intensity))
+        return [self._pend(at, ORDER_MOVEMENT, ev), off_state]
 
     def _series(self, items: list[SeriesOut], at: int | None) -> list[Pending]:
         """Series events; ``at`` is the deciding movement's index, None for timeouts."""
@@ -315,44 +384,40 @@ class Detector:
         self.epoch_count += float(csum[end - k0] - csum[pos - k0])
         return pend
 
-    def _hop_features(self, hops: list[int]) -> list[tuple[float, float, float, float, float, bool, bool]]:
-        """(rms, heart bpm, heart periodicity, breath bpm, breath periodicity, moving, fault)
-        for windows ending at the given frames, computed in batches (NaN where no data)."""
-        out: list[tuple[float, float, float, float, float, bool, bool]] = []
+    def _hop_features(self, hops: list[int]) -> list[_HopFeat]:
+        """Features of the windows ending at the given frames, computed in batches."""
+        out: list[_HopFeat] = []
         p = self.params
         fn = self.frame_n
         # hops whose windows reach before the stream (or the kept tape) have no data
         need = max(self.win_frames, self.vit_frames) * fn + self._env_pad
         first = 0
-        while first < len(hops) and hops[first] * fn - need < max(0, self.t_heart.start):
-            out.append(
-                (
-                    np.nan,
-                    np.nan,
-                    0.0,
-                    np.nan,
-                    0.0,
-                    self._flag(self.f_moving, hops[first]),
-                    self._flag(self.f_fault, hops[first]),
-                )
-            )
+        while first < len(hops) and hops[first] * fn - need < max(0, self.t_move.start):
+            mov = self._flag(self.f_moving, hops[first], self.win_frames)
+            settled = not self._flag(self.f_moving, hops[first], self.win_frames + self.settle_frames)
+            flt = self._flag(self.f_fault, hops[first], self.win_frames)
+            out.append(_HopFeat(np.nan, np.nan, 0.0, np.nan, 0.0, mov, flt, settled))
             first += 1
         for b0 in range(first, len(hops), 256):
             ends = np.asarray(hops[b0 : b0 + 256])
             nh = ends.size
             # movement / fault flags over the presence window (frames)
             f_lo = int(ends[0]) - self.win_frames
-            mv = self.f_moving.get(f_lo, int(ends[-1]))
+            ext = self.win_frames + self.settle_frames
+            mv = self.f_moving.get(int(ends[0]) - ext, int(ends[-1]))
             ft = self.f_fault.get(f_lo, int(ends[-1]))
-            mvw = np.lib.stride_tricks.sliding_window_view(mv, self.win_frames)[:: self.hop_frames]
+            if mv.size < int(ends[-1]) - int(ends[0]) + ext:  # near the stream start
+                mv = np.concatenate((np.zeros(int(ends[-1]) - int(ends[0]) + ext - mv.size, bool), mv))
+            mvx = np.lib.stride_tricks.sliding_window_view(mv, ext)[:: self.hop_frames]
             ftw = np.lib.stride_tricks.sliding_window_view(ft, self.win_frames)[:: self.hop_frames]
-            moving = mvw.any(axis=1)
-            faulty = ftw.any(axis=1)
+            moving = np.asarray(mvx[:, self.settle_frames :].any(axis=1), dtype=bool)
+            settled_arr = ~np.asarray(mvx.any(axis=1), dtype=bool)
+            faulty = np.asarray(ftw.any(axis=1), dtype=bool)
             # presence energy over the presence window
             pw = self.win_frames * fn
             i_lo = int(ends[0]) * fn - pw
             i_hi = int(ends[-1]) * fn
-            hh = self.t_heart.get(i_lo, i_hi)
+            hh = self.t_move.get(i_lo, i_hi)
             bb = self.t_breath.get(i_lo, i_hi)
             e2 = hh * hh + bb * bb
             win = np.lib.stride_tricks.sliding_window_view(e2, pw)[:: self.hop_frames * fn]
@@ -361,7 +426,7 @@ class Detector:
             vw = self.vit_frames * fn
             hop_n = self.hop_frames * fn
             q = decimation(2, vw, hop_n)
-            seg = self.t_heart.get(int(ends[0]) * fn - vw - self._env_pad, i_hi)
+            seg = self.t_move.get(int(ends[0]) * fn - vw - self._env_pad, i_hi)
             env, _ = heart_envelope(seg, self.fs)
             env = env[::q]
             wins = np.lib.stride_tricks.sliding_window_view(env, vw // q)[:: hop_n // q]
@@ -369,10 +434,12 @@ class Detector:
             qb = decimation(max(1, int(self.fs // 5.0)), vw, hop_n)
             seg = self.t_breath.get(int(ends[0]) * fn - vw, i_hi)[::qb]
             wins = np.lib.stride_tricks.sliding_window_view(seg, vw // qb)[:: hop_n // qb]
-            br, bp = batch_rates(wins, self.fs / qb, p.breath_min_bpm, p.breath_max_bpm, 0.8)
+            br, bp = batch_rates(
+                wins, self.fs / qb, p.breath_min_bpm, p.breath_max_bpm, BREATH_HARMONIC_RATIO
+            )
             for j in range(nh):
                 out.append(
-                    (
+                    _HopFeat(
                         float(rms[j]),
                         float(hr[j]),
                         float(hp[j]),
@@ -380,19 +447,20 @@ class Detector:
                         float(bp[j]),
                         bool(moving[j]),
                         bool(faulty[j]),
+                        bool(settled_arr[j]),
                     )
                 )
         return out
 
-    def _flag(self, tape: _Tape, f_end: int) -> bool:
-        return bool(tape.get(f_end - self.win_frames, f_end).any())
+    def _flag(self, tape: _Tape, f_end: int, frames: int) -> bool:
+        return bool(tape.get(f_end - frames, f_end).any())
 
-    def _hop(self, f_end: int, feat: tuple[float, float, float, float, float, bool, bool]) -> list[Pending]:
+    def _hop(self, f_end: int, feat: _HopFeat) -> list[Pending]:
         p = self.params
         at = self._at(f_end)
         t_end = self._t(f_end)
         out: list[Pending] = []
-        rms, hr, hp, br, bp, mov, flt = feat
+        rms, hr, hp, br, bp, mov, flt, settled = feat
         w0 = f_end - self.win_frames
         if w0 >= 0 and not flt and np.isfinite(rms):
             occupied = self.presence.evidence(rms, max(hp, bp), mov)
@@ -403,12 +471,15 @@ class Detector:
                     ev = Event(-1, typ, ch.since_s, ch.since_s, 0.0, p.profile)
                     out.append(self._pend(at, ORDER_PRESENCE, ev))
                 out.append(self._pend(at, ORDER_STATE, StateChange("in_bed", ch.in_bed, ch.since_s)))
+                self.presence_log.append((f_end, ch.in_bed))
         ok = self.presence.state is True and not mov and not flt
         hr_out = round(hr, 1) if ok and np.isfinite(hr) and hp >= p.vitals_min_periodicity else None
         br_out = round(br, 1) if ok and np.isfinite(br) and bp >= p.vitals_min_periodicity else None
         out.append(self._pend(at, ORDER_VITALS, Vitals(t_end, hr_out, br_out)))
         if hr_out is not None:
-            self.epoch_hr.append(hr_out)
+            # for sleep staging, rates measured after a movement's arousal has faded are
+            # preferred; the others are used only when an epoch has no settled ones
+            (self.epoch_hr if settled else self.epoch_hr_unsettled).append(hr_out)
         return out
 
     def _epoch(self, f_end: int) -> list[Pending]:
@@ -419,7 +490,10 @@ class Detector:
         self.epoch_inbed.append(in_bed)
         self.epoch_counts.append(round(count, 6))
         out: list[Pending] = []
-        hr = float(np.median(self.epoch_hr)) if self.epoch_hr else None
+        # an epoch's heart rate needs two measurements (one window may straddle a movement)
+        rates = self.epoch_hr if len(self.epoch_hr) >= 2 else self.epoch_hr + self.epoch_hr_unsettled
+        hr = float(np.median(rates)) if len(rates) >= 2 else None
+        self.epoch_hr_unsettled = []
         self.epoch_hr = []
         for call in self.sleep.add(count, in_bed, hr):
             out += self._sleep_call(call, at)
@@ -505,9 +579,20 @@ class Detector:
         return after[0].seq if after else None
 
 
+ANALYZE_CHUNK_S = 600.0
+
+
 def analyze_array(samples: np.ndarray, rate_hz: float, params: DetectorParams | None = None) -> list[Output]:
-    """Offline convenience: the whole recording in one pass, then flush."""
+    """Offline convenience: the whole recording, then flush; the same outputs as streaming.
+
+    The samples are fed in 10-min chunks (the result does not depend on the chunking), so
+    memory stays bounded for long, fast recordings (8 h at 1000 Hz).
+    """
     det = Detector(rate_hz, params)
-    out = det.process(samples)
+    x = np.asarray(samples).ravel()
+    step = max(1, round(ANALYZE_CHUNK_S * det.rate_hz))
+    out: list[Output] = []
+    for i in range(0, x.size, step):
+        out += det.process(x[i : i + step])
     out += det.flush()
     return out

@@ -72,7 +72,9 @@ class SensorHealth:
         self.n = 0  # samples seen
         self.prev: float | None = None  # last raw input sample
         self.prev_clean = 0.0  # last repaired sample
-        self.just_ended = False  # a fault ended at the end of the last block
+        self.lookahead = params.glitch_max_samples + 1
+        self._hold = np.zeros(0)  # raw samples waiting for their look-ahead
+        self._carry_glitch: tuple[float, int] | None = None
         self.stats: deque[float] = deque(maxlen=_HISTORY_SECONDS)
         self._sec_buf = np.zeros(0)  # |diff| of the current, incomplete second
         self.limit: tuple[float, float] = (np.inf, np.inf)
@@ -183,33 +185,56 @@ class SensorHealth:
         return np.concatenate(out) if out else np.zeros(0, np.int64)
 
     def process(self, x: np.ndarray) -> HealthResult:
-        """Check and repair one block of raw samples (float64, 1-D)."""
-        n = x.size
+        """Check and repair raw samples (float64, 1-D); returns the samples now decided.
+
+        The last ``glitch_max_samples + 1`` samples are held back until the samples after
+        them have arrived (a glitch is only a glitch if the signal comes back), so the
+        result lags the input by that many samples; ``flush`` releases them.
+        """
+        buf = np.concatenate((self._hold, x)) if self._hold.size else x
+        return self._decide(buf, max(0, buf.size - self.lookahead))
+
+    def _decide(self, buf: np.ndarray, n: int) -> HealthResult:
+        """Decide ``buf[:n]`` (``buf[n:]`` is look-ahead, kept for the next call)."""
+        self._hold = buf[n:].copy()
         if n == 0:
-            return HealthResult(x.copy(), np.zeros(0, bool))
+            return HealthResult(np.zeros(0), np.zeros(0, bool))
+        x = buf
         start_abs = self.n
         prev = x[0] if self.prev is None else self.prev
-        d = np.abs(np.diff(x, prepend=prev))
-        lg, ld, s0 = self._limits(d)
-        cand = self._candidates(d, np.minimum(lg, ld), s0)
+        d = np.abs(np.diff(x, prepend=prev))  # over the look-ahead too
+        lg, ld, s0 = self._limits(d[:n])
+        ld_full = np.concatenate((ld, ld[-1:]))  # the look-ahead shares the last limit
+        cand = self._candidates(d[:n], np.minimum(lg, ld), s0)
+        rail_all = self._rail_arr(x)
         if self.full_scale > 0:
-            rail_idx = np.flatnonzero((x <= 0.0) | (x >= self.full_scale))
+            rail_idx = np.flatnonzero(rail_all[:n])
             if rail_idx.size:
                 cand = np.union1d(cand, rail_idx)
-        if self.just_ended and cand.size and cand[0] == 0 and not self._rail(x[0]):
-            cand = cand[1:]  # the returning sample's jump is measured from the held value
-        self.just_ended = False
-        clean = x
+        clean = x[:n]
         fault = np.zeros(n, bool)
         resets: list[int] = []
         pending: list[Pending] = []
         copied = False
 
-        def sec_of(i: np.ndarray | int) -> np.ndarray | int:
-            return (start_abs + i) // self.sec_n - s0
+        def sec(i: int) -> int:
+            return min((start_abs + i) // self.sec_n - s0, ld.size)
 
         pos = 0
         ci = 0
+        if self._carry_glitch is not None:
+            value, count = self._carry_glitch
+            self._carry_glitch = None
+            c = min(count, n)
+            clean = x[:n].copy()
+            copied = True
+            fault[:c] = True
+            clean[:c] = value
+            if count >= n:  # the rest of the glitch (or its returning sample) comes next call
+                self._carry_glitch = (value, count - n)
+                pos = n
+            else:
+                pos = count + 1  # the returning sample's jump is from the glitch, not a new one
         while pos < n:
             if not self.in_fault:
                 while ci < cand.size and cand[ci] < pos:
@@ -217,34 +242,58 @@ class SensorHealth:
                 if ci >= cand.size:
                     break
                 i = int(cand[ci])
+                ci += 1
+                last_good = float(clean[i - 1]) if i > 0 else float(self.prev_clean)
+                k = sec(i)
+                tol = _RETURN_FRACTION * ld_full[k] / self.p.disturbance_jump_k * self.p.glitch_jump_k
+                big = bool(rail_all[i]) or d[i] > ld_full[k]
+                # a glitch comes back within glitch_max_samples: look ahead for the return
+                hi = min(x.size, i + 1 + self.p.glitch_max_samples)
+                back = ~rail_all[i + 1 : hi] & (np.abs(x[i + 1 : hi] - last_good) <= tol)
+                if back.any():
+                    j = i + 1 + int(np.argmax(back))
+                    if not copied:
+                        clean = x[:n].copy()
+                        copied = True
+                    stop = min(j, n)
+                    fault[i:stop] = True
+                    clean[i:stop] = last_good
+                    if j >= n:  # the glitch (or its returning sample) is in the next call
+                        self._carry_glitch = (last_good, j - n)
+                    pending += self._add_span(start_abs + i, start_abs + j, "glitch", j - i)
+                    pos = j + 1  # the returning sample is good; its jump was from the glitch
+                    continue
+                if not big:
+                    pos = i + 1  # a sharp movement, not a fault: it did not come back
+                    continue
                 if not copied:
-                    clean = x.copy()
+                    clean = x[:n].copy()
                     copied = True
                 self.in_fault = True
                 self.fault_start = start_abs + i
-                self.last_good = float(clean[i - 1]) if i > 0 else float(self.prev_clean)
+                self.last_good = last_good
                 self.consistent = 0
-                self.fault_rail = self._rail(x[i])
+                self.fault_rail = bool(rail_all[i])
                 fault[i] = True
                 clean[i] = self.last_good
                 pos = i + 1
                 continue
             if not copied:
-                clean = x.copy()
+                clean = x[:n].copy()
                 copied = True
-            # in a fault: look for its end in bounded windows. Both tests use the quiet scale
-            # (the disturbance limit is disturbance_jump_k x it), not the short-term one.
+            # in a disturbance: look for its end in bounded windows, both tests on the quiet
+            # scale (the disturbance limit is disturbance_jump_k x it)
             hi = min(n, pos + max(4 * self.resync_n, 1024))
-            idx = np.arange(pos, hi)
-            dist = ld[sec_of(idx)]
+            ks = np.minimum((start_abs + np.arange(pos, hi)) // self.sec_n - s0, ld.size - 1)
+            dist = ld[ks]
             quiet = dist / self.p.disturbance_jump_k * self.p.glitch_jump_k
-            ok = ~self._rail_arr(x[pos:hi])
+            ok = ~rail_all[pos:hi]
             returned = ok & (np.abs(x[pos:hi] - self.last_good) <= _RETURN_FRACTION * quiet)
             consistent = ok & (d[pos:hi] <= dist)
             self.fault_rail = self.fault_rail or not bool(ok.all())
-            j = np.arange(consistent.size)
-            last_false = np.maximum.accumulate(np.where(~consistent, j, -1))
-            run = np.where(last_false < 0, j + 1 + self.consistent, j - last_false)
+            jj = np.arange(consistent.size)
+            last_false = np.maximum.accumulate(np.where(~consistent, jj, -1))
+            run = np.where(last_false < 0, jj + 1 + self.consistent, jj - last_false)
             ret_i = int(np.argmax(returned)) if returned.any() else -1
             res_hits = np.flatnonzero(run >= self.resync_n)
             res_i = int(res_hits[0]) if res_hits.size else -1
@@ -265,29 +314,19 @@ class SensorHealth:
             length = start_abs + end - self.fault_start
             if resync:
                 resets.append(end)
-                kind = "saturation" if self.fault_rail else "disturbance"
-            elif length <= self.p.glitch_max_samples:
-                kind = "glitch"
-            else:
-                kind = "saturation" if self.fault_rail else "disturbance"
+            kind = "saturation" if self.fault_rail else "disturbance"
             self.in_fault = False
             pending += self._add_span(self.fault_start, start_abs + end, kind, length)
-            pos = end
-            if end >= n:
-                self.just_ended = True
-            elif ci < cand.size and cand[ci] <= end:
-                # the returning sample's jump is from the held value, not a new fault
-                while ci < cand.size and cand[ci] <= end:
-                    ci += 1
-                if self._rail(x[end]):
-                    pos = end  # a rail value is a fault whatever its jump
-                    cand = np.concatenate(([end], cand[ci:]))
-                    ci = 0
-                else:
-                    pos = end + 1
+            pos = end + 1  # the returning / resyncing sample is good
+            while ci < cand.size and cand[ci] <= end:
+                ci += 1
+            if end < n and self._rail(x[end]):
+                pos = end
+                cand = np.concatenate(([end], cand[ci:]))
+                ci = 0
 
-        pending += self._stuck(x, prev, start_abs)
-        self.prev = float(x[-1])
+        pending += self._stuck(x[:n], prev, start_abs)
+        self.prev = float(x[n - 1])
         self.prev_clean = float(clean[-1])
         self.n += n
         pending += self._due(self.n)
@@ -311,8 +350,8 @@ class SensorHealth:
         """
         n = x.size
         h = max(1, self.stuck_n // 2)
-        flat_chunk = True
-        if n >= h:
+        flat_chunk = False  # a block no longer than stuck_n cannot hold a whole run
+        if n > self.stuck_n:
             m = n // h
             blk = x[: m * h].reshape(m, h)
             flat_chunk = bool((blk.max(axis=1) == blk.min(axis=1)).any())
@@ -405,9 +444,10 @@ class SensorHealth:
         self.serial += 1
         return Pending(at, ORDER_FAULT, ev, self.serial)
 
-    def flush(self) -> list[Pending]:
-        """End of stream: close an open fault and emit the pending merged event."""
-        out: list[Pending] = []
+    def flush(self) -> tuple[HealthResult, list[Pending]]:
+        """End of stream: decide the held samples, close an open fault, emit the last event."""
+        held = self._decide(self._hold, self._hold.size) if self._hold.size else None
+        out: list[Pending] = list(held.pending) if held else []
         if self.in_fault:
             self.in_fault = False
             kind = "saturation" if self.fault_rail else "disturbance"
@@ -415,4 +455,6 @@ class SensorHealth:
         if self.span is not None:
             out.append(self._emit(self.span, self.n))
             self.span = None
-        return out
+        if held is None:
+            held = HealthResult(np.zeros(0), np.zeros(0, bool))
+        return held, out

@@ -62,7 +62,10 @@ class DetectorParams:
     )
 
     baseline_steady_s: float = param(
-        8.0, "Frozen hops that stay this long within baseline_steady_ratio are a new resting level, s."
+        6.0, "Frozen hops that stay this long within baseline_steady_ratio are a new resting level, s."
+    )
+    baseline_steady_periodicity: float = param(
+        0.3, "... and pulse at a heart rate (envelope autocorrelation peak at least this, 0-1)."
     )
     baseline_steady_ratio: float = param(
         1.6, "Largest over smallest hop value of a steady (re-learnable) level."
@@ -71,35 +74,35 @@ class DetectorParams:
     # --- stage 4: classification -----------------------------------------------------------
     jerk_max_s: float = param(0.5, "Movements shorter than this are jerks (hypnic / myoclonic), seconds.")
     jerk_min_intensity: float = param(
-        6.0,
+        8.0,
         "A movement shorter than jerk_max_s must peak at this x baseline to be a jerk; weaker ones "
         "are dropped (strong heartbeats reach 2-3x).",
     )
     core_fraction: float = param(
-        0.1, "A movement's core is where its envelope stays above this fraction of its peak."
+        0.2, "A movement's core is where its envelope stays above this fraction of its peak."
     )
     limb_max_s: float = param(10.0, "Longest limb movement (AASM / WASM: 10 s), seconds.")
     large_min_s: float = param(3.0, "Shortest large (whole-body) movement (IRLSSG: 3 s), seconds.")
     large_max_s: float = param(
         45.0, "Longest large movement, seconds; longer continuous movement is 'restless'."
     )
-    large_min_low_freq: float = param(
-        0.5, "Breath-band (< 1 Hz) RMS over movement-band RMS that makes a movement whole-body."
+    large_min_low_freq_ratio: float = param(
+        0.75, "Breath-band (< 1 Hz) RMS over movement-band RMS that makes a movement whole-body."
     )
-    spasm_min_high_freq: float = param(
-        1.0, "A tonic spasm buzzes: first-difference RMS over band RMS at least this (0-2)."
+    spasm_max_low_freq_ratio: float = param(
+        0.18, "A tonic spasm barely displaces: breath-band over movement-band RMS at most this."
     )
-    large_max_high_freq: float = param(
-        0.8, "A movement this low-pitched (first-difference RMS over band RMS) is whole-body."
+    large_max_high_freq_ratio: float = param(
+        0.82, "A movement this low-pitched (first-difference RMS over band RMS) is whole-body."
     )
     spasm_min_s: float = param(2.0, "Shortest sustained spasm, seconds.")
     spasm_sustain_k: float = param(
-        18.0, "A tonic spasm's median envelope over its core is at least this x baseline."
+        25.0, "A tonic spasm's median envelope over its core is at least this x baseline."
     )
     clonus_low_hz: float = param(3.0, "Lowest burst rate of clonus (rhythmic 3-8 Hz), Hz.")
     clonus_high_hz: float = param(8.0, "Highest burst rate of clonus, Hz.")
     clonus_min_prominence: float = param(
-        30.0, "Spectral line at 3-8 Hz over the envelope's broadband median that makes clonus."
+        20.0, "Spectral line at 3-8 Hz over its local background (+-2.5 Hz) that makes clonus."
     )
     clonus_min_s: float = param(2.0, "Shortest clonus episode, seconds.")
     plm_min_movements: int = param(4, "Limb movements that make a PLM series (AASM / WASM: 4).")
@@ -129,6 +132,9 @@ class DetectorParams:
     )
     wake_hr_rise_bpm: float = param(
         4.0, "Asleep -> awake when the heart rate rises this far above the recent sleeping level, bpm."
+    )
+    sleep_hr_settle_s: float = param(
+        15.0, "Heart rates for sleep staging come from windows starting this long after a movement, s."
     )
     sleep_lookahead_epochs: int = param(
         6, "Epochs the sleep call waits for (a movement is judged by the heart rate after it)."

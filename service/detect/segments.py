@@ -36,7 +36,8 @@ class SegmentUpdate:
 
     onsets: list[int]  # frame index of each movement onset (moving turns ON there)
     finished: list[Segment]
-    moving: np.ndarray  # bool per frame of the chunk: inside an (open) movement
+    moving: np.ndarray  # bool per frame of the chunk: inside a movement, or after its end
+    # until that end was known (min_off_s later): the same whatever the chunking
 
 
 class Segmenter:
@@ -88,7 +89,8 @@ class Segmenter:
         def close(at_end: int) -> None:
             self.closed = (self.seg_start, at_end)
             self.in_seg = False
-            spans.append((self.seg_start, at_end))
+            # moving until the end was known (n_off later), as a live stream would see it
+            spans.append((self.seg_start, at_end + self.n_off))
 
         def finalize() -> None:
             assert self.closed is not None

@@ -18,9 +18,12 @@ one awakening), sleep onset the first sleep bout of at least ``sleep_bout_epochs
 
 The Detector's streaming scorer (``SleepStream``) uses the same weighted window on
 baseline-relative counts (``scale`` fixed at 1: the resting baseline already normalises the
-bed sensor). Its calls lag the stream by the window's look-ahead (2 min) plus the epoch
-length; awakening / fell_asleep events lag by a further ``wake_bout_epochs`` /
-``sleep_bout_epochs`` epochs (about 3 to 4 min in all with the defaults).
+bed sensor) only to force wake on sustained heavy movement, and otherwise the sleeper's heart
+rate (see its docstring): on a bed sensor quiet wakefulness does not move more than sleep.
+Lag: an epoch's call comes out once ``sleep_lookahead_epochs`` (6: 3 min) more epochs are in,
+i.e. 3.5 min after the epoch starts; an awakening / fell_asleep event needs
+``wake_bout_epochs`` / ``sleep_bout_epochs`` calls (2: 1 min), so it is emitted about 4.5 min
+after its start (its ``start_s`` is the bout's first epoch).
 """
 
 from __future__ import annotations
@@ -219,12 +222,15 @@ class SleepStream:
     movement); otherwise the heart rate decides, because on a bed sensor quiet wakefulness
     and sleep move alike while the heart does not: it slows at sleep onset and speeds up on
     waking by 5-10 bpm (Bonnet & Arand 1997; Trinder et al. 2001). The levels are the
-    sleeper's own: asleep -> wake when the heart rate reaches the recent sleeping level
-    (median of the last 20 sleep epochs) + ``hr_rise_bpm``; awake -> asleep when it falls to
-    the recent waking level (median of the last 10 wake epochs) - ``hr_drop_bpm``. An epoch
+    sleeper's own, per bout: asleep -> wake when the heart rate reaches the current sleep
+    bout's level (median of its last 20 epochs) + ``hr_rise_bpm`` and the next measured epoch too (an
+    arousal after a movement fades within seconds; waking lasts); awake -> asleep when it falls to
+    the current wake bout's level (median of its last 10 epochs) - ``hr_drop_bpm``, or back to
+    within half of ``hr_rise_bpm`` of the sleeping level it woke from. An epoch
     without a heart rate (movement) is judged by the next measured one within the look-ahead
     (a movement followed by a raised heart is an awakening, one followed by a sleeping heart
-    is not); with none, it keeps the previous call.
+    is not); with none, it keeps the previous call. A heart rate more than 25 % away from the
+    median of the last 20 is ignored (a harmonic of the beat, not a change of rate).
     """
 
     def __init__(
@@ -259,6 +265,8 @@ class SleepStream:
         self.run_len = 0
         self.wake_hrs: list[float] = []
         self.sleep_hrs: list[float] = []
+        self.recent_hr: list[float] = []
+        self.last_sleep_level: float | None = None
 
     def _compress(self, count: float) -> float:
         return float(np.log1p(max(count, 0.0) / self.scale * 10.0))
@@ -267,6 +275,13 @@ class SleepStream:
         """Feed the next epoch's count; return the calls that became possible."""
         self.buf.append(self._compress(count))
         self.in_bed.append(in_bed)
+        if hr is not None:
+            # a rate far from the recent ones is a measurement error (a harmonic), not a change
+            if self.recent_hr and abs(hr / float(np.median(self.recent_hr)) - 1.0) > 0.25:
+                hr = None
+            else:
+                self.recent_hr.append(hr)
+                del self.recent_hr[:-20]
         self.hr.append(hr)
         out: list[SleepCall] = []
         while self.next_epoch + self.lookahead < len(self.in_bed):
@@ -283,15 +298,23 @@ class SleepStream:
         del self.buf[len(self.buf) - self.after :]
         return out
 
-    def _by_heart(self, hr: float) -> bool:
-        """The call a heart rate makes, from the previous call's side of the hysteresis."""
+    def _by_heart(self, hr: float, then: float | None) -> bool:
+        """The call a heart rate makes, from the previous call's side of the hysteresis.
+
+        ``then`` is the next measured rate (look-ahead): waking needs the rise to last.
+        """
         if self.raw:
             if not self.sleep_hrs:
-                return True
-            return hr < float(np.median(self.sleep_hrs)) + self.hr_rise
+                return True  # just fell asleep: no sleeping level yet
+            limit = float(np.median(self.sleep_hrs)) + self.hr_rise
+            return hr < limit or (then is not None and then < limit)
         if not self.wake_hrs:
             return False
-        return hr <= float(np.median(self.wake_hrs)) - self.hr_drop
+        if hr <= float(np.median(self.wake_hrs)) - self.hr_drop:
+            return True
+        # back within half the rise of the sleeping level it woke from: asleep again
+        lvl = self.last_sleep_level
+        return lvl is not None and hr <= lvl + 0.5 * self.hr_rise
 
     def _call(self) -> SleepCall:
         e = self.next_epoch
@@ -301,8 +324,15 @@ class SleepStream:
         if not self.in_bed[e] or weighted >= self.threshold:
             asleep = False
         else:
-            ahead = next((h for h in self.hr[e : e + self.lookahead + 1] if h is not None), None)
-            asleep = self.raw if ahead is None else self._by_heart(ahead)
+            ahead = [h for h in self.hr[e : e + self.lookahead + 1] if h is not None]
+            asleep = self.raw if not ahead else self._by_heart(ahead[0], ahead[1] if len(ahead) > 1 else None)
+        if asleep != self.raw:
+            # a new bout: its own level (the sleeping heart rate drifts through the night)
+            if asleep:
+                self.sleep_hrs = []
+            else:
+                self.last_sleep_level = float(np.median(self.sleep_hrs)) if self.sleep_hrs else None
+                self.wake_hrs = []
         if hr is not None and self.in_bed[e]:
             hrs = self.sleep_hrs if asleep else self.wake_hrs
             hrs.append(hr)

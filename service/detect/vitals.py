@@ -1,14 +1,16 @@
 """Stage 7: heart rate (ballistocardiogram) and breathing rate from the still sleeper.
 
-Heart rate: the heart band (1-10 Hz) is squared and smoothed over 0.1 s into a beat-energy
-envelope whose period is the beat interval whatever the shape of the BCG complex (H-I-J-K
-waves give one energy lobe per beat). Its autocorrelation over the window (10-30 s) is
-searched between ``heart_max_bpm`` and ``heart_min_bpm``; the peak is refined by parabolic
-interpolation. Harmonics: the autocorrelation of a periodic envelope also peaks at 2, 3 ...
-beat intervals, and a split J-K lobe can peak at half the interval; the shortest lag whose
-peak reaches 85 % of the best is taken (sub-harmonic rule), and a half-interval peak is only
-accepted if the envelope's spectrum agrees. Breathing rate: the same autocorrelation search
-on the breath band (0.05-1 Hz), decimated to 5 Hz, between 6 and 30 breaths per minute.
+Heart rate: the movement band (2-20 Hz, where the BCG's sharp J-waves live) is squared and
+smoothed over 0.1 s into a beat-energy envelope whose period is the beat interval whatever
+the shape of the BCG complex (the H-I-J-K waves give one energy lobe per beat). Its
+autocorrelation over the window (``vitals_window_s``, 20 s) is searched between
+``heart_max_bpm`` and ``heart_min_bpm`` and the peak refined by parabolic interpolation.
+Harmonics: the autocorrelation of a periodic envelope also peaks at 2, 3 ... beat intervals,
+so the shortest lag whose peak reaches 85 % of the highest one wins (a multiple of the
+period never beats the period itself). Breathing rate: the same search on the breath band
+(0.05-1 Hz) decimated to about 5 Hz, between 6 and 30 breaths per minute (ratio 50 %: the
+half-breath lag is anti-correlated, while alternating deep and shallow breaths make the
+two-breath lag compete with the one-breath lag).
 
 A rate is reported only when the autocorrelation peak reaches ``vitals_min_periodicity``;
 the Detector asks only for windows that are still, fault-free and in bed.
@@ -19,6 +21,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+HEART_HARMONIC_RATIO = 0.85
+BREATH_HARMONIC_RATIO = 0.5  # breathing's half-period lag is anti-correlated: safe to go low
 
 
 def _autocorr(x: np.ndarray, max_lag: int) -> np.ndarray:
@@ -83,7 +88,7 @@ def rate_from_autocorr(
 def heart_rate(
     heart_band: np.ndarray, fs: float, min_bpm: float = 40.0, max_bpm: float = 150.0
 ) -> tuple[float | None, float]:
-    """Heart rate (bpm) and periodicity from a heart-band (1-10 Hz) BCG window at ``fs``."""
+    """Heart rate (bpm) and periodicity from a movement-band (2-20 Hz) BCG window at ``fs``."""
     if fs < 5.0 or heart_band.size == 0:
         return None, 0.0
     e = heart_band * heart_band
@@ -101,7 +106,7 @@ def breath_rate(
     """Breathing rate (breaths/min) and periodicity from a breath-band window at ``fs``."""
     step = max(1, int(fs // 5.0))
     x = breath_band[::step]
-    return rate_from_autocorr(x, fs / step, min_bpm, max_bpm, harmonic_ratio=0.8)
+    return rate_from_autocorr(x, fs / step, min_bpm, max_bpm, harmonic_ratio=BREATH_HARMONIC_RATIO)
 
 
 # ---------------------------------------------------------------------- batched versions

@@ -1,0 +1,103 @@
+"""Stage 8 alone: glitches, disturbances, rails, stuck sensors (SensorHealth)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.detect.health import SensorHealth
+from service.detect.params import DetectorParams
+from service.detect.types import Event
+from tests.detect.synth import add_burst, sleeper
+
+
+def run(
+    x: np.ndarray, rate: float = 250.0, block: int | None = None, **kw: float
+) -> tuple[np.ndarray, np.ndarray, list[Event], list[int]]:
+    h = SensorHealth(rate, DetectorParams(**kw))  # type: ignore[arg-type]
+    block = block or x.size
+    clean, fault, resets, evs = [], [], [], []
+    for i in range(0, x.size, block):
+        done = sum(c.size for c in clean)  # health lags the input by its look-ahead
+        r = h.process(x[i : i + block])
+        clean.append(r.clean)
+        fault.append(r.fault)
+        resets += [done + k for k in r.resets]
+        evs += [p.output for p in r.pending]
+    last, tail = h.flush()
+    clean.append(last.clean)
+    fault.append(last.fault)
+    evs += [p.output for p in tail]
+    return np.concatenate(clean), np.concatenate(fault), [e for e in evs if isinstance(e, Event)], resets
+
+
+def test_single_sample_glitch_is_replaced_by_the_previous_value_and_reported() -> None:
+    x = sleeper(250.0, 20.0)
+    i = 250 * 12
+    x[i] = 4095.0
+    clean, fault, evs, _ = run(x)
+    assert clean[i] == clean[i - 1]
+    assert fault.sum() == 1 and fault[i]
+    assert len(evs) == 1 and evs[0].type == "sensor_fault" and evs[0].details["kind"] == 1.0
+
+
+def test_glitches_close_together_merge_into_one_event() -> None:
+    x = sleeper(250.0, 30.0)
+    for t in (12.0, 12.5, 14.0):
+        x[round(t * 250)] = 0.0
+    _, _, evs, _ = run(x)
+    assert len(evs) == 1
+
+
+def test_rail_values_are_glitches_when_the_full_scale_is_known_even_inside_movement() -> None:
+    x = sleeper(250.0, 20.0)
+    add_burst(x, 250.0, 10.0, 3.0, rms=200.0)
+    i = round(11.0 * 250)
+    x[i] = 4095.0
+    clean, fault, evs, _ = run(x, adc_full_scale_counts=4095.0)
+    assert fault[i] and clean[i] != 4095.0
+    assert evs
+
+
+def test_a_strong_movement_is_not_a_fault() -> None:
+    x = sleeper(250.0, 30.0)
+    add_burst(x, 250.0, 15.0, 3.0, rms=250.0, band=(1.0, 15.0))
+    _, fault, evs, _ = run(x)
+    assert not fault.any() and not evs
+
+
+def test_level_shift_is_a_disturbance_that_resyncs_to_the_new_level() -> None:
+    x = sleeper(250.0, 30.0)
+    x[(15 * 250) :] += 20000.0  # the sensor re-seats at a new level
+    clean, _, evs, resets = run(x)
+    assert resets and abs(resets[0] - (15 + 1.0) * 250) <= 2
+    assert clean[-1] == x[-1]
+    assert evs and evs[0].details["kind"] == 2.0
+
+
+def test_stuck_sensor_is_reported_once_per_run() -> None:
+    x = sleeper(50.0, 200.0)
+    x[50 * 20 : 50 * 100] = 2048.0  # 80 s flat
+    _, _, evs, _ = run(x, rate=50.0)
+    stuck = [e for e in evs if e.details["kind"] == 4.0]
+    assert len(stuck) == 1 and abs(stuck[0].start_s - 20.0) < 0.1
+
+
+def test_health_is_block_size_invariant() -> None:
+    x = sleeper(250.0, 40.0)
+    x[250 * 12] = 4095.0
+    x[250 * 20 : 250 * 20 + 3] = 0.0
+    x[250 * 30 :] += 15000.0
+    a = run(x)
+    b = run(x, block=37)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[2] == b[2] and a[3] == b[3]
+
+
+def test_a_glitch_on_any_block_boundary_is_repaired_the_same() -> None:
+    x = sleeper(50.0, 30.0)
+    x[50 * 20] = 0.0
+    x[50 * 25 : 50 * 25 + 2] = 4095.0
+    ref = run(x, rate=50.0, adc_full_scale_counts=4095.0)
+    for block in range(1, 9):
+        got = run(x, rate=50.0, block=block, adc_full_scale_counts=4095.0)
+        assert np.array_equal(got[0], ref[0]) and got[2] == ref[2]
