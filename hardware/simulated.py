@@ -1007,6 +1007,11 @@ class SimulatedSource(PacedSource):
         self._night = night
 
     @property
+    def bits(self) -> int:
+        """The simulated ADC's resolution (a 12-bit MCP3208: counts 0..4095)."""
+        return 12
+
+    @property
     def night(self) -> SimulatedNight:
         """The night being served (its truth is the ground truth of this stream)."""
         return self._night

@@ -27,7 +27,7 @@ import numpy as np
 from hardware.block import Block, SampleSource
 from service import __version__
 from service.commands import CommandError, MarkCommand, NightCommand, ProfileCommand, parse_command
-from service.config import Config
+from service.config import Config, detector_params_for
 from service.detect import Detector
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
 from service.discovery import discovery_json
@@ -271,7 +271,9 @@ class Daemon:
         logger.info("annotation %s from %s", kind, source)
 
     async def _start_detector(self) -> None:
-        self.detector = Detector(rate_hz=self.source.rate_hz, params=self.cfg.detector_params())
+        self.detector = Detector(
+            rate_hz=self.source.rate_hz, params=detector_params_for(self.cfg, self.source)
+        )
 
     async def _flush_detector(self) -> None:
         assert self.detector is not None

@@ -80,8 +80,8 @@ async def _record(blocks: AsyncIterator[Block], seconds: float, rate_hz: float, 
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _heart_rate(samples: np.ndarray, rate_hz: float) -> float | None:
-    det = Detector(rate_hz=rate_hz, params=DetectorParams())
+def _heart_rate(samples: np.ndarray, rate_hz: float, full_scale: float | None) -> float | None:
+    det = Detector(rate_hz=rate_hz, params=DetectorParams(adc_full_scale_counts=full_scale or 0.0))
     outs = det.process(samples) + det.flush()
     rates = [o.heart_bpm for o in outs if isinstance(o, Vitals) and o.heart_bpm is not None]
     return float(np.median(rates)) if rates else None
@@ -142,4 +142,4 @@ async def calibrate(
     finally:
         await source.close()
     empty, still, taps = (measure(recorded[k], rate, full_scale) for k in ("empty", "still", "taps"))
-    return judge(empty, still, taps, _heart_rate(recorded["still"], rate))
+    return judge(empty, still, taps, _heart_rate(recorded["still"], rate, full_scale))

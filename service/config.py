@@ -201,6 +201,16 @@ class Config(_Strict):
         return DetectorParams(**self.detector.model_dump())
 
 
+def detector_params_for(cfg: Config, source: object) -> DetectorParams:
+    """The configured detector settings, with the ADC full scale taken from the source when the
+    config leaves it unknown (0): a source with ``bits`` reads counts 0 .. 2**bits - 1."""
+    params = cfg.detector_params()
+    bits = getattr(source, "bits", None)
+    if params.adc_full_scale_counts == 0 and isinstance(bits, int):
+        params = dataclasses.replace(params, adc_full_scale_counts=float(2**bits - 1))
+    return params
+
+
 def _parse_env_value(raw: str) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from service.detect.baseline import Baseline
-from service.detect.classify import PlmTracker, RestlessTracker, SeriesOut, classify_segment
+from service.detect.classify import PlmTracker, RestlessTracker, SeriesOut, classify_segment, plm_interval_s
 from service.detect.condition import Conditioner
 from service.detect.emit import (
     ORDER_EPOCH,
@@ -233,6 +233,19 @@ class Detector:
         if renv.size:
             return self._frames(renv, rf, rbase)
         return []
+
+    def set_profile(self, profile: str) -> None:
+        """Use rule profile ``profile`` from now on: PLM series that end later are grouped by its
+        interval rule and every later event is labelled with it. Other stages keep their state.
+        ValueError for an unknown profile."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown rule profile {profile!r}: use one of {PROFILES}")
+        p = replace(self.params, profile=profile)
+        self.params = p
+        for stage in (self.health, self.base, self.seg, self.plm, self.restless, self.presence):
+            if hasattr(stage, "p"):
+                stage.p = p
+        self.plm.min_iv = plm_interval_s(profile)
 
     def flush(self) -> list[Output]:
         """End of stream: close open movements, series, epochs; return the last outputs."""
