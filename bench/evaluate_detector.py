@@ -30,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hardware import actigraphy  # noqa: E402
 from service.detect import Detector, DetectorParams, analyze_array  # noqa: E402
 from service.detect.sleep import cole_kripke, main_sleep, score_sleep  # noqa: E402
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals  # noqa: E402
@@ -148,10 +149,9 @@ def eval_recording() -> dict[str, Any]:
 
 # ------------------------------------------------------------------ (c) actigraphy
 def read_awd(path: Path) -> tuple[datetime, np.ndarray]:
-    lines = path.read_text(errors="replace").splitlines()
-    start = datetime.strptime(f"{lines[1].strip()} {lines[2].strip()}", "%d-%b-%Y %H:%M")
-    counts = [float(ln.split()[0]) for ln in lines[7:] if ln.strip()]
-    return start, np.array(counts)
+    data = actigraphy.read_awd(path)
+    assert data.start is not None
+    return data.start, data.counts
 
 
 def read_diary(path: Path) -> list[tuple[datetime, datetime]]:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from hardware.timing import SettingError
@@ -59,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--profile", choices=["aasm", "wasm2016"], help="rule profile for PLM series")
     an.add_argument("--config", help="config file whose [detector] section to use")
     an.add_argument("--json", action="store_true", help="print the full JSON document")
+
+    ss = sub.add_parser("score-sleep", help="score sleep/wake from epoch activity counts (CSV or .AWD)")
+    ss.add_argument("counts", help="CSV of counts per epoch, or an Actiwatch .AWD export")
+    ss.add_argument(
+        "--epoch-s", type=float, choices=[30.0, 60.0], help="epoch length (CSV; .AWD says its own)"
+    )
+    ss.add_argument("--column", help="CSV column with the counts")
+    ss.add_argument("--time-column", help="CSV time column (accepted; epochs are taken as contiguous)")
+    ss.add_argument("--config", help="config file whose [detector] section to use")
+    ss.add_argument("--json", action="store_true", help="print the full JSON document")
 
     pr = sub.add_parser("probe", help="show the live signal level, achieved rate and jitter")
     _sensor_args(pr)
@@ -170,6 +181,45 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_score_sleep(args: argparse.Namespace) -> int:
+    from hardware.actigraphy import read_awd, read_counts_csv
+    from service.config import load_config
+    from service.score_sleep import score_json
+
+    cfg = load_config(args.config)
+    if args.counts.lower().endswith(".awd"):
+        data = read_awd(args.counts)
+    else:
+        if not args.column or not args.epoch_s:
+            print("bedside score-sleep: a CSV needs --column and --epoch-s", file=sys.stderr)
+            return EXIT_USAGE
+        data = read_counts_csv(args.counts, args.column, args.epoch_s)
+    doc = score_json(data, cfg.detector_params())
+    if args.json:
+        json.dump(doc, sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+        return EXIT_OK
+    s = doc["summary"]
+    print(f"{data.source}: {doc['recording']['epochs']} epochs of {data.epoch_s:g} s")
+
+    def clock(t_s: float) -> str:
+        return "?" if data.start is None else (data.start + timedelta(seconds=t_s)).strftime("%a %H:%M")
+
+    for night in doc.get("nights", []):
+        ours, ck = night["main_sleep"], night["cole_kripke"]
+        line = f"  night of {night['night']}: "
+        if ours is None:
+            line += "no main sleep"
+        else:
+            line += f"{clock(ours['sleep_onset_s'])} .. {clock(ours['sleep_offset_s'])}"
+            line += f", WASO {ours['waso_min']:.0f} min, {ours['awakenings']} awakenings"
+        if ck is not None:
+            line += f"   (Cole-Kripke {clock(ck['sleep_onset_s'])} .. {clock(ck['sleep_offset_s'])})"
+        print(line)
+    print(f"summary: {json.dumps(s)}")
+    return EXIT_OK
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from service.config import load_config
     from service.probe import run_probe
@@ -273,6 +323,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _cmd_run,
     "analyze": _cmd_analyze,
+    "score-sleep": _cmd_score_sleep,
     "probe": _cmd_probe,
     "calibrate": _cmd_calibrate,
     "validate-config": _cmd_validate,
