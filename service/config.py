@@ -27,8 +27,9 @@ from service.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "BEDSIDE_"
-#: Environment variables with our prefix that are not config overrides.
-RESERVED_ENV = frozenset({"BEDSIDE_CONFIG"})
+#: Environment variables with our prefix that are not config overrides: the config file's path
+#: and the dashboard's session key (a secret, so never a config-file key).
+RESERVED_ENV = frozenset({"BEDSIDE_CONFIG", "BEDSIDE_SECRET_KEY"})
 
 
 class _Strict(BaseModel):

@@ -146,3 +146,14 @@ def test_explained_defaults_are_a_valid_config_file(tmp_path: Path) -> None:
     f = tmp_path / "explained.toml"
     f.write_text(explain())
     assert load_config(f, environ={}) == load_config(environ={})
+
+
+def test_the_variables_the_systemd_units_set_are_accepted() -> None:
+    cfg = load_config(
+        environ={
+            "BEDSIDE_STORAGE__DB_PATH": "/var/lib/bedside/bedside.sqlite3",
+            "BEDSIDE_WEB__ENABLED": "false",
+            "BEDSIDE_SECRET_KEY": "not-a-config-key",
+        }
+    )
+    assert cfg.storage.db_path == "/var/lib/bedside/bedside.sqlite3" and cfg.web.enabled is False

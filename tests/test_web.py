@@ -486,9 +486,9 @@ def test_without_a_secret_key_each_start_gets_its_own_random_one(
 def test_database_defaults_to_bedside_db_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BEDSIDE_DB", str(tmp_path / "env.sqlite3"))
+    monkeypatch.setenv("BEDSIDE_STORAGE__DB_PATH", str(tmp_path / "env.sqlite3"))
     assert create_app().config["DATABASE"] == str(tmp_path / "env.sqlite3")
-    monkeypatch.delenv("BEDSIDE_DB")
+    monkeypatch.delenv("BEDSIDE_STORAGE__DB_PATH")
     assert create_app().config["DATABASE"].endswith("/var/bedside.sqlite3")
 
 

@@ -28,7 +28,7 @@ quietly depend on it."""
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app.
 
-    Config keys: ``DATABASE`` (path of the daemon's SQLite file; default ``$BEDSIDE_DB`` or
+    Config keys: ``DATABASE`` (path of the daemon's SQLite file; default ``$BEDSIDE_STORAGE__DB_PATH`` or
     ``./var/bedside.sqlite3``, made absolute here), ``UNIT_ID`` (whose ``live_state`` row to
     show; default ``bedside``), ``SECRET_KEY`` (default ``$BEDSIDE_SECRET_KEY``, else a random
     key per start, so sessions end on restart), ``REFRESH_MS`` (Tonight's refresh period,
@@ -37,7 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """
     app = Flask(__name__)
     app.config.from_mapping(
-        DATABASE=os.environ.get("BEDSIDE_DB", DEFAULT_DATABASE),
+        DATABASE=os.environ.get("BEDSIDE_STORAGE__DB_PATH", DEFAULT_DATABASE),
         UNIT_ID="bedside",
         REFRESH_MS=2000,
         STALE_AFTER_S=30.0,

@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m web.serve", description=__doc__)
     parser.add_argument(
         "--db",
-        default=os.environ.get("BEDSIDE_DB", "./var/bedside.sqlite3"),
-        help="the daemon's SQLite file (default: $BEDSIDE_DB or ./var/bedside.sqlite3)",
+        default=os.environ.get("BEDSIDE_STORAGE__DB_PATH", "./var/bedside.sqlite3"),
+        help="the daemon's SQLite file (default: $BEDSIDE_STORAGE__DB_PATH or ./var/bedside.sqlite3)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
