@@ -95,11 +95,14 @@ class Daemon:
 
     # ----- start and stop --------------------------------------------------------------------
     async def start(self) -> None:
-        """Open store, start the night, connect MQTT, start the dashboard, create the detector."""
+        """Open store, connect MQTT, start the night, start the dashboard, create the detector.
+
+        Stopping runs these backwards, so the night's summary and the final state are queued
+        before the MQTT link drains and publishes ``offline``."""
         await self._step("store", self._open_store, self._close_store)
-        await self._step("night", self._start_night, self._end_night)
         if self.cfg.mqtt.enabled:
             await self._step("MQTT link", self._start_mqtt, self._stop_mqtt)
+        await self._step("night", self._start_night, self._end_night)
         if self.cfg.web.enabled:
             await self._step("dashboard", self._start_web, self._stop_web)
         if self.cfg.controls.button_pin is not None or self.cfg.controls.led_pin is not None:
@@ -166,12 +169,15 @@ class Daemon:
             return
         summary = self._night_summary()
         ended = utc_now()
-        await self.store.end_night(self.night_id, iso_utc(ended), summary)
+        payload = json.dumps({**summary, "ended": iso_utc(ended)}, separators=(",", ":"))
+        outbox = [(self.topics.night, payload, 1, True)] if self.mqtt is not None else []
+        await self.store.end_night(self.night_id, iso_utc(ended), summary, outbox)
         logger.info("night %s ended: %s", self.night_id, summary)
-        if self.mqtt is not None:
-            self.mqtt.publish_retained(self.topics.night, {**summary, "ended": iso_utc(ended)})
         self.night_id = self.live.night_id = None
         self.live.tracking = False
+        if self.mqtt is not None:
+            self.mqtt.kick()
+        await self._publish_live(force=True)
 
     def _night_summary(self) -> dict[str, Any]:
         """What the ``night`` topic carries (the Nights issue deepens it)."""

@@ -102,7 +102,6 @@ def test_commands_mark_stop_and_start_the_night_and_bad_ones_are_ignored(
     assert (note["kind"], note["source"], note["note"]) == ("spasm", "mqtt", "left leg")
     summary = json.loads(sub.on(f"{ROOT}/night")[-1].payload)
     assert {"night_id", "counts", "sleep_min", "efficiency_pct"} <= set(summary)
-    assert sub.on(f"{ROOT}/night")[-1].retain is False or True  # delivered live; retained checked below
     late = Subscriber(broker.host, broker.port, f"{ROOT}/night")
     try:
         late.wait_for(lambda: bool(late.messages), what="retained night summary")

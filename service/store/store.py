@@ -105,13 +105,27 @@ class Store:
         )
         await self._db.commit()
 
-    async def end_night(self, night_id: str, ended_at: str, summary: dict[str, Any]) -> None:
-        """Record the end of a night and its summary."""
-        await self._db.execute(
-            "UPDATE nights SET ended_at = ?, summary = ? WHERE id = ?",
-            (ended_at, json.dumps(summary), night_id),
-        )
-        await self._db.commit()
+    async def end_night(
+        self,
+        night_id: str,
+        ended_at: str,
+        summary: dict[str, Any],
+        outbox: list[tuple[str, str, int, bool]] | None = None,
+    ) -> None:
+        """Record the end of a night and its summary, with its outbox messages, in one transaction."""
+        try:
+            await self._db.execute(
+                "UPDATE nights SET ended_at = ?, summary = ? WHERE id = ?",
+                (ended_at, json.dumps(summary), night_id),
+            )
+            await self._db.executemany(
+                "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
+                [(t, p, q, int(r), ended_at) for t, p, q, r in outbox or []],
+            )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
 
     async def add_event(
         self, row: dict[str, Any], outbox: list[tuple[str, str, int, bool]], created_at: str
