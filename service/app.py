@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -277,9 +278,17 @@ class Daemon:
         logger.info("annotation %s from %s", kind, source)
 
     async def _start_detector(self) -> None:
-        self.detector = Detector(
-            rate_hz=self.source.rate_hz, params=detector_params_for(self.cfg, self.source)
-        )
+        assert self.store is not None
+        params = detector_params_for(self.cfg, self.source)
+        cal = await self.store.latest_calibration(self.cfg.sensor.kind)
+        if cal and cal.get("presence_floor_rms") and params.presence_floor_rms == 0:
+            params = dataclasses.replace(params, presence_floor_rms=float(cal["presence_floor_rms"]))
+            logger.info(
+                "using the calibration of %s (empty-bed floor %.4g)",
+                cal["created_at"],
+                params.presence_floor_rms,
+            )
+        self.detector = Detector(rate_hz=self.source.rate_hz, params=params)
 
     async def _flush_detector(self) -> None:
         assert self.detector is not None
@@ -358,6 +367,19 @@ class Daemon:
         for start in range(0, gap, step):
             n = min(step, gap - start)
             await self._handle(self.detector.process(np.full(n, self._last_sample, dtype=np.float32)))
+        # The source lost these samples: that is a sensor fault the detector cannot see in the
+        # (filled) signal, so it is reported here. seq -1: never an awakening's cause.
+        fault = Event(
+            seq=-1,
+            type="sensor_fault",
+            start_s=self._next_index / block.rate_hz,
+            end_s=block.index / block.rate_hz,
+            intensity=0.0,
+            profile=self.profile,
+            details={"dropped_samples": float(gap)},
+        )
+        await self._on_event(fault)
+        await self._publish_live(force=True)
 
     def _check_sensor_recovered(self, t_s: float) -> None:
         if t_s >= self._fault_until_s:

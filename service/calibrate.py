@@ -80,6 +80,18 @@ async def _record(blocks: AsyncIterator[Block], seconds: float, rate_hz: float, 
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def _presence_floor(samples: np.ndarray, rate_hz: float, full_scale: float | None) -> float | None:
+    """The empty-bed floor the detector's presence stage learns from this stretch (its own units).
+
+    The bed is known to be empty here, so no window may pass as occupied by chance periodicity
+    (``presence_min_periodicity`` above 1): the floor is the quietest window's level."""
+    params = DetectorParams(adc_full_scale_counts=full_scale or 0.0, presence_min_periodicity=1.01)
+    det = Detector(rate_hz=rate_hz, params=params)
+    det.process(samples)
+    det.flush()
+    return det.presence.floor
+
+
 def _heart_rate(samples: np.ndarray, rate_hz: float, full_scale: float | None) -> float | None:
     det = Detector(rate_hz=rate_hz, params=DetectorParams(adc_full_scale_counts=full_scale or 0.0))
     outs = det.process(samples) + det.flush()
@@ -87,7 +99,9 @@ def _heart_rate(samples: np.ndarray, rate_hz: float, full_scale: float | None) -
     return float(np.median(rates)) if rates else None
 
 
-def judge(empty: Level, still: Level, taps: Level, heart_bpm: float | None) -> Calibration:
+def judge(
+    empty: Level, still: Level, taps: Level, heart_bpm: float | None, presence_floor: float | None = None
+) -> Calibration:
     """Values and verdict from the three measurements (pure; the rules are the module constants)."""
     cal = Calibration()
     for name, level in (("empty bed", empty), ("lying still", still), ("tap test", taps)):
@@ -103,6 +117,7 @@ def judge(empty: Level, still: Level, taps: Level, heart_bpm: float | None) -> C
         "tap_peak": round(taps.peak, 3),
         "tap_gain": round(gain, 3),
         "heart_bpm": None if heart_bpm is None else round(heart_bpm, 1),
+        "presence_floor_rms": None if presence_floor is None else float(presence_floor),
     }
     if not cal.reasons:
         if ratio < MIN_OCCUPANCY_RATIO:
@@ -142,4 +157,10 @@ async def calibrate(
     finally:
         await source.close()
     empty, still, taps = (measure(recorded[k], rate, full_scale) for k in ("empty", "still", "taps"))
-    return judge(empty, still, taps, _heart_rate(recorded["still"], rate, full_scale))
+    return judge(
+        empty,
+        still,
+        taps,
+        _heart_rate(recorded["still"], rate, full_scale),
+        _presence_floor(recorded["empty"], rate, full_scale),
+    )

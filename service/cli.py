@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="guided: empty bed, lying still, tap test; saves the levels")
     _sensor_args(cal)
     cal.add_argument("--db", help="SQLite database file (where the calibration is kept)")
-    cal.add_argument("--empty-s", type=float, default=20.0, help="seconds of empty bed (default 20)")
+    cal.add_argument("--empty-s", type=float, default=60.0, help="seconds of empty bed (default 60)")
     cal.add_argument("--still-s", type=float, default=60.0, help="seconds lying still (default 60)")
     cal.add_argument("--tap-s", type=float, default=15.0, help="seconds of the tap test (default 15)")
     cal.add_argument("--yes", action="store_true", help="do not wait for Enter between steps")

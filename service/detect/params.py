@@ -114,6 +114,10 @@ class DetectorParams:
 
     # --- stage 5: presence -----------------------------------------------------------------
     presence_window_s: float = param(20.0, "Window over which bed occupancy evidence is measured, seconds.")
+    presence_floor_rms: float = param(
+        0.0,
+        "Empty-bed cardiorespiratory RMS measured by `bedside calibrate` (0: learn it from the night).",
+    )
     presence_dwell_s: float = param(30.0, "Occupancy must persist this long before bed_entry / bed_exit.")
     presence_min_periodicity: float = param(
         0.35, "Heart or breath autocorrelation peak that shows a body in bed (0-1)."

@@ -41,7 +41,7 @@ class PresenceTracker:
     def __init__(self, params: DetectorParams) -> None:
         self.p = params
         self.state: bool | None = None
-        self.floor: float | None = None
+        self.floor: float | None = params.presence_floor_rms or None  # from calibration, if any
         self.occupied_level: float | None = None
         self.cand: bool | None = None
         self.cand_since = 0.0
