@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-
 from hardware.block import Block
 from hardware.simulated import SimulatedNight
 from service.app import Daemon
