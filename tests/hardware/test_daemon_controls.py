@@ -68,3 +68,53 @@ def test_short_and_long_presses_become_annotations_and_the_led_shows_recording(
     assert _annotations(db) == [("spasm_mark", "button"), ("awake_mark", "button")]
     assert on_while_recording is True
     assert on_after_stop is False
+
+
+def test_a_stuck_sensor_blinks_the_led_and_recovery_makes_it_steady_again(
+    mock_factory: MockFactory, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from hardware.replay import Recording, ReplaySource
+
+    rate = 50.0
+    night = SimulatedNight(seed=2, rate_hz=rate, duration_s=3600.0, glitches=False, movements=False)
+    x = night.render(int(1800 * rate), int(350 * rate)).copy()
+    x[int(120 * rate) : int(200 * rate)] = x[int(120 * rate)]  # the ADC sticks for 80 s
+    db = tmp_path / "b.sqlite3"
+    cfg = load_config(
+        environ={},
+        overrides={
+            "storage": {"db_path": str(db)},
+            "mqtt": {"enabled": False},
+            "web": {"enabled": False},
+            "controls": {"led_pin": LED},
+        },
+    )
+    source = ReplaySource(Recording(x.astype(np.float32), rate, None, "test", "x"), speed=0.0, block_s=0.5)
+    daemon = Daemon(cfg, source, "test")
+    shown: list[str] = []
+
+    async def scenario() -> None:
+        run = asyncio.create_task(daemon.run())
+        await _wait(lambda: daemon.controls is not None)
+        assert daemon.controls is not None
+        real = daemon.controls.set_health
+
+        def record(health: str) -> None:  # observe what the LED is told, then do it
+            shown.append(health)
+            real(health)  # type: ignore[arg-type]
+
+        daemon.controls.set_health = record  # type: ignore[method-assign]
+        await asyncio.wait_for(run, 60)
+
+    asyncio.run(scenario())
+    conn = sqlite3.connect(db)
+    faults = conn.execute("SELECT start_at FROM events WHERE event_type = 'sensor_fault'").fetchall()
+    conn.close()
+    assert faults, "the stuck ADC is a sensor_fault"
+    assert "fault" in shown and shown.index("fault") < len(shown) - 1
+    after = shown[shown.index("fault") :]
+    assert "ok" in after, "the LED went back to steady once the signal returned"
+    assert shown[-1] == "stopped"
+    assert daemon.live.sensor_ok
