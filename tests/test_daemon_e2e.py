@@ -64,6 +64,9 @@ def test_simulated_night_reaches_subscriber_exactly_once_as_stored(broker: Broke
         assert str(payload["start"]).endswith("Z") and end >= start
         assert abs((end - start).total_seconds() - float(payload["duration_s"])) < 0.01  # type: ignore[arg-type]
     assert query(db, "SELECT COUNT(*) AS n FROM outbox")[0]["n"] == 0, "every row acknowledged"
+    stored_ids = {e["id"] for e in stored}
+    for e in stored:
+        assert e["cause_id"] is None or (e["event_type"] == "awakening" and e["cause_id"] in stored_ids)
     availability = [m.text for m in sub.on(f"bedside/{UNIT}/availability")]
     assert availability[0] == "online" and availability[-1] == "offline"
     states = [json.loads(m.payload) for m in sub.on(f"bedside/{UNIT}/state")]
