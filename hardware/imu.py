@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
-from hardware.block import Block
 from hardware.errors import SensorError
-from hardware.timing import BlockHandoff, IntervalRecorder, SamplingStats, SettingError, check_range
+from hardware.threaded import ThreadedSource
+from hardware.timing import SettingError, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ def auto_dlpf_cfg(rate_hz: float) -> int:
     return max(DLPF_BANDWIDTH_HZ)
 
 
-class ImuSource:
+class ImuSource(ThreadedSource):
     """Acceleration of one axis (or the magnitude), in g, from an MPU-6050/6500 FIFO.
 
     The chip samples on its own clock into its FIFO at ``rate_hz`` (1 kHz / (1 + SMPLRT_DIV),
@@ -145,16 +143,14 @@ class ImuSource:
             )
         if dlpf_cfg is not None and dlpf_cfg not in DLPF_BANDWIDTH_HZ:
             raise SettingError("dlpf_cfg", f"must be 1..6, got {dlpf_cfg!r}")
-        if queue_blocks < 1:
-            raise SettingError("queue_blocks", f"must be at least 1, got {queue_blocks!r}")
         if bus_retries < 0:
             raise SettingError("bus_retries", f"must be >= 0, got {bus_retries!r}")
         self._bus_number = bus
         self._address = address
         self._axis: Axis = axis
-        self._rate_hz = float(rate_hz)
+        self._init_threaded(rate_hz, block_s, queue_blocks, clock)
+        self._thread_name = "bedside-imu"
         self._divider = divider
-        self._block_n = max(1, round(block_s * rate_hz))
         self._accel_range_g = accel_range_g
         self._lsb_per_g = lsb_per_g(accel_range_g)
         self._dlpf_cfg = auto_dlpf_cfg(rate_hz) if dlpf_cfg is None else dlpf_cfg
@@ -162,14 +158,7 @@ class ImuSource:
         self._fill_gaps = fill_gaps
         self._pending_fill = 0  # lost samples still to fill, once the next real one is read
         self._last: float | None = None
-        self._clock = clock
-        self._handoff = BlockHandoff(queue_blocks)
-        self._timer = IntervalRecorder(self._rate_hz)
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
         self._start_s = 0.0
-        self._start_utc: datetime | None = None
         self._index = 0  # stream index of the next sample read from the FIFO
         self._buf = np.empty(self._block_n, dtype=np.float32)
         self._fill = 0
@@ -256,74 +245,22 @@ class ImuSource:
         )
 
     @property
-    def rate_hz(self) -> float:
-        """Configured sampling rate (the chip's), in Hz."""
-        return self._rate_hz
-
-    @property
-    def channels(self) -> int:
-        """Always 1: the chosen axis or the magnitude."""
-        return 1
-
-    @property
     def model(self) -> str:
         """``"MPU-6050"`` or ``"MPU-6500"``, from WHO_AM_I."""
         return self._model
-
-    @property
-    def block_n(self) -> int:
-        """Samples per full block (``round(block_s * rate_hz)``)."""
-        return self._block_n
 
     @property
     def poll_s(self) -> float:
         """How often the thread drains the FIFO, in seconds."""
         return self._poll_s
 
-    @property
-    def start_utc(self) -> datetime | None:
-        """UTC time of sample 0, once the FIFO has started."""
-        return self._start_utc
-
-    def stats(self) -> SamplingStats:
-        """Statistics so far (any thread); overruns are FIFO overflows."""
-        return self._timer.snapshot(self._clock(), self._handoff.dropped_blocks)
-
-    def start(self) -> None:
-        """Start the FIFO thread; call on the asyncio loop (iteration calls it for you)."""
-        if self._thread is not None:
-            return
-        if self._closed:
-            raise SensorError("ImuSource is closed")
-        self._handoff.bind(asyncio.get_running_loop())
-        self._thread = threading.Thread(target=self._run, name="bedside-imu", daemon=True)
-        self._thread.start()
-
-    def __aiter__(self) -> ImuSource:
-        return self
-
-    async def __anext__(self) -> Block:
-        if self._thread is None and not self._closed:
-            self.start()
-        return await self._handoff.get()
-
-    async def close(self) -> None:
-        """Stop the thread at once, turn the FIFO off and close the bus we opened. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stopping.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        else:
-            self._handoff.end_now()
+    def _release(self) -> None:
         try:
             self._bus.write_byte_data(self._address, USER_CTRL, 0)
         except OSError as exc:
             logger.warning("could not stop the IMU FIFO: %s", exc)
         if self._owns_bus:
             self._bus.close()
-        logger.info("IMU source closed: %s", self.stats())
 
     # -- the FIFO thread ------------------------------------------------------------------
 
@@ -333,17 +270,6 @@ class ImuSource:
         self._retry("reset FIFO", write, addr, USER_CTRL, USER_CTRL_FIFO_RESET)
         self._retry("clear INT_STATUS", self._bus.read_byte_data, addr, INT_STATUS)
         self._retry("start FIFO", write, addr, USER_CTRL, USER_CTRL_FIFO_EN)
-
-    def _emit(self, samples: np.ndarray, index: int) -> None:
-        assert self._start_utc is not None
-        self._handoff.put_threadsafe(
-            Block(
-                t0=self._start_utc + timedelta(seconds=index / self._rate_hz),
-                index=index,
-                rate_hz=self._rate_hz,
-                samples=samples,
-            )
-        )
 
     def _flush(self) -> None:
         if self._fill:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
 
-from hardware.block import Block
 from hardware.errors import SensorError
-from hardware.timing import BlockHandoff, IntervalRecorder, SamplingStats, SettingError, check_range
+from hardware.threaded import ThreadedSource
+from hardware.timing import SettingError, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +23,7 @@ ADC_BITS: dict[str, int] = {"mcp3008": 10, "mcp3208": 12}
 AdcChip = Literal["mcp3008", "mcp3208"]
 
 
-class PiezoSource:
+class PiezoSource(ThreadedSource):
     """Samples one ADC channel at ``rate_hz`` in its own thread and yields Blocks of raw counts.
 
     Usage, on the asyncio loop::
@@ -79,25 +77,17 @@ class PiezoSource:
             raise SettingError("channel", f"must be an integer 0..7, got {channel!r}")
         check_range("rate_hz", rate_hz, MIN_RATE_HZ, MAX_RATE_HZ, "Hz")
         check_range("block_s", block_s, 1.0 / rate_hz, 10.0, "s")
-        if queue_blocks < 1:
-            raise SettingError("queue_blocks", f"must be at least 1, got {queue_blocks!r}")
         if read_retries < 0:
             raise SettingError("read_retries", f"must be >= 0, got {read_retries!r}")
         self._chip: AdcChip = chip
         self._channel = channel
         self._differential = differential
-        self._rate_hz = float(rate_hz)
-        self._block_n = max(1, round(block_s * rate_hz))
+        self._init_threaded(rate_hz, block_s, queue_blocks)
+        self._thread_name = f"bedside-piezo-ch{channel}"
         self._read_retries = read_retries
         self._fill_gaps = fill_gaps
         self._spi_args = _spi_args(select_pin, spi_bus, spi_device)
         self._adc: Any = self._open(pin_factory)
-        self._handoff = BlockHandoff(queue_blocks)
-        self._timer = IntervalRecorder(self._rate_hz)
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._start_utc: datetime | None = None
 
     def _open(self, pin_factory: Any) -> Any:
         from gpiozero import MCP3008, MCP3208, GPIOZeroError
@@ -122,70 +112,12 @@ class PiezoSource:
         return f"<PiezoSource {self._chip} {self._describe()} at {self._rate_hz:g} Hz>"
 
     @property
-    def rate_hz(self) -> float:
-        """Configured sampling rate, in Hz."""
-        return self._rate_hz
-
-    @property
-    def channels(self) -> int:
-        """Always 1: one ADC channel (or one differential pair)."""
-        return 1
-
-    @property
     def bits(self) -> int:
         """ADC resolution: samples are counts in ``0 .. 2**bits - 1``."""
         return ADC_BITS[self._chip]
 
-    @property
-    def block_n(self) -> int:
-        """Samples per full block (``round(block_s * rate_hz)``)."""
-        return self._block_n
-
-    @property
-    def start_utc(self) -> datetime | None:
-        """UTC time of sample 0, once the sampler thread has started."""
-        return self._start_utc
-
-    def stats(self) -> SamplingStats:
-        """Sampling statistics so far (any thread)."""
-        return self._timer.snapshot(time.monotonic(), self._handoff.dropped_blocks)
-
-    def start(self) -> None:
-        """Start the sampler thread; call on the asyncio loop (iteration calls it for you)."""
-        if self._thread is not None:
-            return
-        if self._closed:
-            raise SensorError("PiezoSource is closed")
-        self._handoff.bind(asyncio.get_running_loop())
-        self._thread = threading.Thread(
-            target=self._run, name=f"bedside-piezo-ch{self._channel}", daemon=True
-        )
-        self._thread.start()
-
-    def __aiter__(self) -> PiezoSource:
-        return self
-
-    async def __anext__(self) -> Block:
-        if self._thread is None and not self._closed:
-            self.start()
-        return await self._handoff.get()
-
-    async def close(self) -> None:
-        """Stop sampling at once, join the thread and close the ADC. Idempotent.
-
-        Blocks already handed over stay readable; the iteration then ends (the last block
-        may be shorter than ``block_n``).
-        """
-        if self._closed:
-            return
-        self._closed = True
-        self._stopping.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        else:
-            self._handoff.end_now()
+    def _release(self) -> None:
         self._adc.close()
-        logger.info("piezo source closed: %s", self.stats())
 
     # -- the sampler thread ---------------------------------------------------------------
 
@@ -200,16 +132,6 @@ class PiezoSource:
                 self._timer.bus_error()
                 logger.warning("%s read failed (%s), retrying", self._chip.upper(), exc)
         raise AssertionError("unreachable")
-
-    def _emit(self, samples: np.ndarray, index: int) -> bool:
-        assert self._start_utc is not None
-        block = Block(
-            t0=self._start_utc + timedelta(seconds=index / self._rate_hz),
-            index=index,
-            rate_hz=self._rate_hz,
-            samples=samples,
-        )
-        return self._handoff.put_threadsafe(block)
 
     def _run(self) -> None:
         """The sampler thread: absolute schedule, blocks handed to the loop as they fill."""
