@@ -350,6 +350,8 @@ class Daemon:
                 if self.live.moving and not self.debounce.update(self._moving_raw, t_s):
                     self.live.moving = False
                     await self._publish_live(force=True)
+                else:
+                    await self._publish_live(force=False)  # throttled: the dashboard's "now" stays fresh
                 self._feed_watchdog()
         finally:
             stop_wait.cancel()
