@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--tap-s", type=float, default=15.0, help="seconds of the tap test (default 15)")
     cal.add_argument("--yes", action="store_true", help="do not wait for Enter between steps")
 
+    st = sub.add_parser("status", help="health of the unit from its database; exit 1 when unhealthy")
+    st.add_argument("--config", help="TOML config file")
+    st.add_argument("--db", help="SQLite database file")
+    st.add_argument("--json", action="store_true", help="print the health document as JSON")
+
     vc = sub.add_parser("validate-config", help="check a config file; exit 0 if valid")
     vc.add_argument("path", nargs="?", help="TOML config file")
     vc.add_argument("--explain", action="store_true", help="print every key with its default and meaning")
@@ -288,6 +293,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from service.config import load_config
+    from service.status import health, print_health
+
+    cfg = load_config(args.config, overrides={"storage": {"db_path": args.db}} if args.db else None)
+    doc = health(cfg.storage.db_path, cfg.unit_id)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print_health(doc)
+    return EXIT_OK if doc["healthy"] else EXIT_FAILURE
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from service.config import explain, load_config
 
@@ -330,6 +348,7 @@ COMMANDS = {
     "score-sleep": _cmd_score_sleep,
     "probe": _cmd_probe,
     "calibrate": _cmd_calibrate,
+    "status": _cmd_status,
     "validate-config": _cmd_validate,
     "web": _cmd_web,
 }
