@@ -100,3 +100,32 @@ def test_duplicate_event_id_leaves_no_orphan_outbox_row(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(go())
+
+
+def test_a_failed_migration_leaves_the_database_as_it_was_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.store.store as store_module
+
+    path = tmp_path / "b.sqlite3"
+
+    async def first() -> None:
+        store = await Store.open(path)
+        await store.start_night("n1", "unit", "2026-11-22T00:00:00.000Z", "aasm", "test")
+        await store.add_event(_row("e1"), [("t", "a", 1, False)], "2026-11-22T01:00:01.000Z")
+        await store.close()
+
+    asyncio.run(first())
+    # An upgrade whose next migration breaks halfway (its second statement fails).
+    broken = (*MIGRATIONS, "CREATE TABLE extra (x INTEGER); CREATE TABLE nights (id TEXT);")
+    monkeypatch.setattr(store_module, "MIGRATIONS", broken)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(broken))
+    with pytest.raises(StoreError, match=f"migration {len(broken)} failed"):
+        asyncio.run(Store.open(path))
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "extra" not in tables, "the half-done migration was rolled back"
+    assert conn.execute("SELECT id FROM events").fetchall() == [("e1",)]
+    conn.close()
+    assert (tmp_path / f"b.sqlite3.bak-v{SCHEMA_VERSION}").exists(), "a backup was taken first"
