@@ -155,8 +155,29 @@ class WebConfig(_Strict):
     """The dashboard."""
 
     enabled: bool = Field(True, description="Start the dashboard with `bedside run`.")
-    host: str = Field("127.0.0.1", description="Address the dashboard listens on.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the dashboard listens on. Loopback only until the dashboard has a login.",
+    )
     port: int = Field(8080, ge=0, le=65535, description="Dashboard TCP port (0 = any free).")
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> WebConfig:
+        import ipaddress
+
+        host = self.host.strip("[]")
+        loopback = host == "localhost"
+        if not loopback:
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+        if not loopback:
+            raise ValueError(
+                "web.host must be a loopback address (127.0.0.1, ::1, localhost): the dashboard has no "
+                "login yet, so it must not be reachable from the network"
+            )
+        return self
 
 
 class LoggingConfig(_Strict):
