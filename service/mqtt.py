@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +69,8 @@ class MqttLink:
         self._acked: list[int] = []
         self._sent_upto = 0
         self._last_state: str | None = None
-        self._retained: dict[str, str] = {}
+        self._retained: dict[str, str] = {}  # written on the loop, read on paho's thread
+        self._retained_lock = threading.Lock()
         self.connected = False
         self._closing = False
         self._refusal_logged: str | None = None
@@ -156,7 +158,8 @@ class MqttLink:
     def publish_retained(self, topic: str, payload: dict[str, Any]) -> None:
         """Publish a retained JSON document now if connected; it is re-sent on every connect."""
         text = json.dumps(payload, separators=(",", ":"))
-        self._retained[topic] = text
+        with self._retained_lock:
+            self._retained[topic] = text
         if self.connected and self._client is not None:
             self._client.publish(topic, text, qos=1, retain=True)
 
@@ -210,7 +213,9 @@ class MqttLink:
         for topic, text in self._discovery:
             client.publish(topic, text, qos=1, retain=True)
         client.publish(self.topics.availability, "online", qos=1, retain=True)
-        for topic, text in list(self._retained.items()):
+        with self._retained_lock:
+            retained = list(self._retained.items())
+        for topic, text in retained:
             client.publish(topic, text, qos=1, retain=True)
 
     def _paho_on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
