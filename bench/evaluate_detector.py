@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from hardware import actigraphy  # noqa: E402
 from service.detect import Detector, DetectorParams, analyze_array  # noqa: E402
 from service.detect.sleep import cole_kripke, main_sleep, score_sleep  # noqa: E402
-from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals  # noqa: E402
+from service.detect.types import EVENT_TYPES, MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 RECORDING = SHARED / "bed-fibre-optic-50hz" / "recording.csv"
@@ -332,19 +332,7 @@ def match_starts(det: list[float], truth: list[float], tol_s: float) -> Tally:
     return Tally(len(used_d), len(det), len(used_t), len(truth))
 
 
-TYPES = (
-    "jerk",
-    "limb_movement",
-    "spasm",
-    "large_movement",
-    "plm_series",
-    "restless",
-    "awakening",
-    "fell_asleep",
-    "bed_entry",
-    "bed_exit",
-    "sensor_fault",
-)
+TYPES = EVENT_TYPES
 
 
 def eval_simulated(seeds: list[int], hours: float, rate: float, block_s: float) -> dict[str, Any]:
