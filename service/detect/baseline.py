@@ -26,6 +26,7 @@ so the resting level is estimated from the envelope itself:
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from statistics import median
 
@@ -49,6 +50,7 @@ class Baseline:
         self.warm_hops = max(1, round(params.baseline_warmup_s / hop_s))
         self.max_freeze_hops = max(1, round(params.baseline_max_freeze_s / hop_s))
         self.history: deque[float] = deque(maxlen=self.window_hops)
+        self._sorted: list[float] = []  # the history, sorted: its median without a sort per hop
         self.recent: deque[float] = deque(maxlen=self.window_hops)
         self.freeze = 0
         self.steady_hops = max(2, round(params.baseline_steady_s / hop_s))
@@ -113,13 +115,30 @@ class Baseline:
                 self.history.append(float(v))
             for v in med[ok].tolist()[-self.window_hops :]:
                 self.recent.append(float(v))
-            self.b = max(median(self.history), _FLOOR)
+            self._resort()
         elif env.size:
             self.b = max(float(np.median(env)), _FLOOR)
         # leftover frames of an incomplete hop (only at flush) start the running hop
         self._hop_env = env[n_full:].copy()
         self._hop_fault = fault[n_full:].copy()
         return np.full(env.size, self.b)
+
+    def _resort(self) -> None:
+        """The history was replaced: sort it again and take its median as the baseline."""
+        self._sorted = sorted(self.history)
+        self.b = max(median(self._sorted), _FLOOR)
+
+    def _push(self, v: float) -> None:
+        """Accept one hop value: the oldest leaves a full history; the baseline is the median
+        (the same number as ``statistics.median(self.history)``, kept by insertion)."""
+        srt = self._sorted
+        if len(self.history) == self.history.maxlen:
+            del srt[bisect_left(srt, self.history[0])]
+        self.history.append(v)
+        insort(srt, v)
+        n = len(srt)
+        mid = n // 2
+        self.b = max(srt[mid] if n % 2 else (srt[mid - 1] + srt[mid]) / 2, _FLOOR)
 
     def _beating(self) -> bool:
         """Do the frozen frames pulse at a heart rate (a resting level, not a movement)?"""
@@ -156,8 +175,7 @@ class Baseline:
             if not bad[j]:
                 self.recent.append(meds[j])
                 if mxs[j] < k_on * self.b:
-                    self.history.append(meds[j])
-                    self.b = max(median(self.history), _FLOOR)
+                    self._push(meds[j])
                     self.freeze = 0
                     self.frozen_vals.clear()
                     self.frozen_frames.clear()
@@ -173,7 +191,7 @@ class Baseline:
                     if steady or self.freeze >= self.max_freeze_hops:
                         src = self.frozen_vals if steady else self.recent
                         self.history = deque(src, maxlen=self.window_hops)
-                        self.b = max(median(self.history), _FLOOR)
+                        self._resort()
                         self.freeze = 0
                         self.frozen_vals.clear()
                         self.frozen_frames.clear()

@@ -12,9 +12,9 @@ input is used as is), and are split there into
   by breathing harmonics);
 * the breath band (0.05 to 1 Hz): respiration and posture for breathing rate and presence.
 
-Every filter is a Butterworth/notch second-order-section cascade run with
-``scipy.signal.sosfilt`` and carried state, so results do not depend on block size. Filters
-start (and restart after a sensor fault with a new level) in the steady state of the first
+Every filter is a Butterworth/notch second-order-section cascade run with SciPy's compiled
+sosfilt kernel (``service.detect.filters``) and carried state, so results do not depend on
+block size. Filters start (and restart after a sensor fault with a new level) in the steady state of the first
 sample, so neither the DC offset nor a fault's level step rings through the bands.
 """
 
@@ -23,14 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
+from service.detect.filters import butter_sos, notch_sos, sosfilt_inplace, sosfilt_zi
 from service.detect.params import DetectorParams
-
-try:  # scipy's compiled kernel behind sosfilt: skips ~150 us of argument checks per call
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - other scipy layouts use the public function
-    _sosfilt_kernel = None
 
 
 @dataclass(slots=True)
@@ -45,16 +40,14 @@ class Bands:
 class _Sos:
     """One streaming SOS cascade (state carried between calls).
 
-    Uses scipy's compiled ``_sosfilt`` kernel directly when available (the public
-    ``sosfilt`` spends most of a small block's time validating arguments); the public
-    function is the fallback and gives the same numbers.
+    Uses scipy's compiled ``_sosfilt`` kernel directly (the public ``sosfilt`` spends most of
+    a small block's time validating arguments, and importing ``scipy.signal`` costs ~75 MB):
+    see ``service.detect.filters``.
     """
-
-    use_kernel = _sosfilt_kernel is not None
 
     def __init__(self, sos: np.ndarray) -> None:
         self.sos = np.ascontiguousarray(sos, dtype=np.float64)
-        self.zi_unit = signal.sosfilt_zi(self.sos)
+        self.zi_unit = sosfilt_zi(self.sos)
         self.zi: np.ndarray | None = None  # shape (1, sections, 2)
 
     def reset(self, value: float) -> None:
@@ -67,13 +60,9 @@ class _Sos:
         if self.zi is None:
             self.reset(float(x[0]))
         assert self.zi is not None
-        if self.use_kernel and _sosfilt_kernel is not None:
-            y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
-            _sosfilt_kernel(self.sos, y, self.zi)
-            return y[0]
-        out, zi = signal.sosfilt(self.sos, x, zi=self.zi[0])
-        self.zi = np.ascontiguousarray(np.asarray(zi)[None, :, :])
-        return np.asarray(out)
+        y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
+        sosfilt_inplace(self.sos, y, self.zi)
+        return y[0]
 
 
 def _band(low_hz: float, high_hz: float, fs: float, order: int = 2) -> np.ndarray:
@@ -81,8 +70,8 @@ def _band(low_hz: float, high_hz: float, fs: float, order: int = 2) -> np.ndarra
     high = min(high_hz, 0.45 * fs)
     low = min(low_hz, high / 4)
     if high >= nyq * 0.999:
-        return np.asarray(signal.butter(order, low, "highpass", fs=fs, output="sos"))
-    return np.asarray(signal.butter(order, [low, high], "bandpass", fs=fs, output="sos"))
+        return butter_sos(order, low, "highpass", fs)
+    return butter_sos(order, (low, high), "bandpass", fs)
 
 
 class Conditioner:
@@ -97,12 +86,9 @@ class Conditioner:
         pre: list[np.ndarray] = []
         mains = params.mains_hz
         if mains > 0 and mains < 0.45 * rate_hz:
-            b, a = signal.iirnotch(mains, 30.0, fs=rate_hz)
-            pre.append(np.asarray(signal.tf2sos(b, a)))
+            pre.append(notch_sos(mains, 30.0, rate_hz))
         if self.factor > 1:
-            pre.append(
-                np.asarray(signal.butter(4, 0.4 * self.internal_hz, "lowpass", fs=rate_hz, output="sos"))
-            )
+            pre.append(butter_sos(4, 0.4 * self.internal_hz, "lowpass", rate_hz))
         self.pre = _Sos(np.vstack(pre)) if pre else None
         fs = self.internal_hz
         self.move_band_hz = (

@@ -11,9 +11,10 @@ that index, so the concatenated outputs are the same whatever the block size (on
 that completes its first envelope frame above threshold, except during the warm-up at the
 stream start (released together at its end); a finished movement comes out
 ``max(min_off_s, merge_gap_s)`` after it ends; health looks ``glitch_max_samples + 1``
-samples ahead (20 ms at 250 Hz); PLM series and restless clusters come out when they end
-(90 s / 10 s after the last movement); bed entry / exit ``presence_dwell_s`` after the
-change; sleep calls about 3.5 min after their epoch starts (see ``service.detect.sleep``).
+samples ahead (20 ms at 250 Hz) only when a block ends on a jump that could start a fault;
+PLM series and restless clusters come out when they end (90 s / 10 s after the last movement);
+bed entry / exit ``presence_dwell_s`` after the change; sleep calls about 3.5 min after their
+epoch starts (see ``service.detect.sleep``).
 
 State.t_s is when the change happened (a movement's onset, the first window of new presence
 evidence, the first epoch of a sleep bout), which can be earlier than States already emitted:
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, replace
+from statistics import median
 from typing import NamedTuple
 
 import numpy as np
@@ -505,7 +507,7 @@ class Detector:
         out: list[Pending] = []
         # an epoch's heart rate needs two measurements (one window may straddle a movement)
         rates = self.epoch_hr if len(self.epoch_hr) >= 2 else self.epoch_hr + self.epoch_hr_unsettled
-        hr = float(np.median(rates)) if len(rates) >= 2 else None
+        hr = float(median(rates)) if len(rates) >= 2 else None  # statistics: quicker on a few values
         self.epoch_hr_unsettled = []
         self.epoch_hr = []
         for call in self.sleep.add(count, in_bed, hr):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from service.detect.condition import Conditioner, _Sos
+from service.detect.filters import butter_sos, notch_sos, sosfilt_zi
 from service.detect.params import DetectorParams
 
 
@@ -64,14 +68,61 @@ def test_conditioning_is_block_size_invariant() -> None:
         np.testing.assert_allclose(u, v, rtol=0, atol=1e-9)
 
 
-def test_compiled_kernel_and_public_sosfilt_agree() -> None:
+def test_streaming_filter_matches_scipy_sosfilt_in_one_call() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, 5000)
     from scipy import signal
 
     sos = signal.butter(2, [2, 20], "bandpass", fs=250, output="sos")
-    a, b = _Sos(sos), _Sos(sos)
-    b.use_kernel = False
+    a = _Sos(sos)
+    a.reset(0.0)
+    got = np.concatenate([a(x[:1234]), a(x[1234:])])
+    np.testing.assert_allclose(got, signal.sosfilt(sos, x), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("order", "edges", "btype", "fs"),
+    [
+        (2, (2.0, 20.0), "bandpass", 50.0),
+        (2, (0.05, 1.0), "bandpass", 50.0),
+        (2, (0.5, 2.0), "bandpass", 12.5),
+        (4, 20.0, "lowpass", 250.0),
+        (4, 80.0, "lowpass", 1000.0),
+        (2, 2.0, "highpass", 12.5),
+    ],
+)
+def test_butterworth_designs_match_scipy(
+    order: int, edges: float | tuple[float, float], btype: str, fs: float
+) -> None:
+    from scipy import signal
+
+    mine = butter_sos(order, edges, btype, fs)
+    ref = signal.butter(order, edges, btype, fs=fs, output="sos")
+    np.testing.assert_allclose(mine, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sosfilt_zi(mine), signal.sosfilt_zi(ref), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("f0", "fs"), [(50.0, 250.0), (60.0, 1000.0), (50.0, 125.0)])
+def test_notch_design_matches_scipy(f0: float, fs: float) -> None:
+    from scipy import signal
+
     np.testing.assert_allclose(
-        np.concatenate([a(x[:1234]), a(x[1234:])]), np.concatenate([b(x[:1234]), b(x[1234:])]), atol=1e-12
+        notch_sos(f0, 30.0, fs), signal.tf2sos(*signal.iirnotch(f0, 30.0, fs=fs)), rtol=1e-9, atol=1e-12
     )
+
+
+def test_bad_filter_designs_are_refused() -> None:
+    with pytest.raises(ValueError, match="between 0 and fs/2"):
+        butter_sos(2, 30.0, "lowpass", 50.0)
+    with pytest.raises(ValueError, match="unsupported filter type"):
+        butter_sos(2, 5.0, "bandstop", 50.0)
+    with pytest.raises(ValueError, match="order"):
+        butter_sos(0, 5.0, "lowpass", 50.0)
+    with pytest.raises(ValueError, match="notch"):
+        notch_sos(30.0, 30.0, 50.0)
+
+
+def test_the_daemon_side_detector_does_not_import_scipy_signal() -> None:
+    code = "import sys, service.detect; assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

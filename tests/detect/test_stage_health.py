@@ -101,3 +101,34 @@ def test_a_glitch_on_any_block_boundary_is_repaired_the_same() -> None:
     for block in range(1, 9):
         got = run(x, rate=50.0, block=block, adc_full_scale_counts=4095.0)
         assert np.array_equal(got[0], ref[0]) and got[2] == ref[2]
+
+
+def test_plain_samples_are_released_in_the_block_that_brings_them() -> None:
+    x = sleeper(250.0, 10.0)
+    h = SensorHealth(250.0, DetectorParams())
+    released = [h.process(x[i : i + 25]).clean.size for i in range(0, x.size, 25)]
+    # a quiet signal has no jump that could start a glitch: nothing waits for its look-ahead
+    assert released == [25] * len(released)
+
+
+def test_a_possible_glitch_at_the_end_of_a_block_waits_for_its_look_ahead() -> None:
+    x = sleeper(250.0, 10.0)
+    x[5 * 250 + 24] = x[5 * 250 + 23] + 5000.0  # last sample of a 0.1-s block jumps away
+    h = SensorHealth(250.0, DetectorParams())
+    sizes = {i: h.process(x[i : i + 25]).clean.size for i in range(0, x.size, 25)}
+    assert sizes[5 * 250] < 25  # held: only the next samples tell a glitch from a movement
+    c, f, evs, _ = run(x, block=25)
+    assert f[5 * 250 + 24] and c[5 * 250 + 24] == x[5 * 250 + 23]
+    assert [e.type for e in evs] == ["sensor_fault"]
+
+
+def test_health_is_block_size_invariant_with_glitches_near_every_block_edge() -> None:
+    rng = np.random.default_rng(3)
+    x = sleeper(250.0, 30.0)
+    for k in rng.choice(np.arange(1500, x.size - 10), 12, replace=False):
+        x[k : k + int(rng.integers(1, 4))] = 4095.0 if rng.random() < 0.5 else 0.0
+    ref = run(x)
+    for block in (1, 3, 5, 6, 24, 25, 26, 250):
+        got = run(x, block=block)
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+        assert got[2] == ref[2] and got[3] == ref[3]
