@@ -129,3 +129,123 @@ def test_a_failed_migration_leaves_the_database_as_it_was_and_says_why(
     assert conn.execute("SELECT id FROM events").fetchall() == [("e1",)]
     conn.close()
     assert (tmp_path / f"b.sqlite3.bak-v{SCHEMA_VERSION}").exists(), "a backup was taken first"
+
+
+def test_a_version_2_database_keeps_its_nights_and_events_and_gains_night_dates(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:2], 1):
+        conn.executescript(f"BEGIN;{script}\nPRAGMA user_version={version};COMMIT;")
+    conn.execute(
+        "INSERT INTO nights (id, unit_id, started_at, ended_at, profile, source, summary) "
+        "VALUES ('n1', 'u', '2026-11-20T22:10:00.000Z', '2026-11-21T06:00:00.000Z', 'aasm', 'sim', '{}')"
+    )
+    conn.execute(
+        "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, intensity, profile) "
+        "VALUES ('e1', 'n1', 'jerk', '2026-11-20T23:00:00.000Z', '2026-11-20T23:00:00.200Z', 0.2, 5, 'aasm')"
+    )
+    conn.commit()
+    migrate(conn, path)
+    night = conn.execute("SELECT kind, night_date, start_reason, end_reason FROM nights").fetchone()
+    assert night == ("night", "2026-11-20", "daemon", None)
+    assert conn.execute("SELECT id FROM events").fetchall() == [("e1",)]
+    conn.execute(
+        "INSERT INTO relabels VALUES ('e1', 'not_an_event', '2026-11-21T07:00:00.000Z', 'web')"
+    )  # the new tables take rows and refer to the old ones
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO checkins VALUES ('2026-11-20', 9, 1, '', 'x', 'x')")
+    conn.close()
+    backup = sqlite3.connect(tmp_path / "v2.sqlite3.bak-v2")
+    assert backup.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert backup.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    backup.close()
+
+
+def test_raw_signal_is_pruned_after_the_retention_but_snippets_stay(tmp_path: Path) -> None:
+    async def go() -> list[int]:
+        store = await Store.open(tmp_path / "b.sqlite3")
+        for night, ended in (("old", "2026-11-01T07:00:00.000Z"), ("new", "2026-11-21T07:00:00.000Z")):
+            await store.start_night(night, "u", ended[:10] + "T00:00:00.000Z", "aasm", "sim")
+            await store.add_event(_row(f"e-{night}", night), [], ended)
+            await store.end_night(night, ended, {}, kind="night", end_reason="bed_exit")
+            for i in range(3):
+                await store.add_raw_chunk(night, i * 10, ended, 10.0, 10, "q16dz", b"x")
+            await store.add_snippet(f"e-{night}", night, ended, 10.0, 1, "q16dz", b"x")
+        removed = await store.prune_raw("2026-11-15T00:00:00.000Z")
+        await store.close()
+        return [removed]
+
+    assert asyncio.run(go()) == [3]
+    conn = sqlite3.connect(tmp_path / "b.sqlite3")
+    assert conn.execute("SELECT DISTINCT night_id FROM raw_chunks").fetchall() == [("new",)]
+    assert sorted(r[0] for r in conn.execute("SELECT night_id FROM snippets")) == ["new", "old"]
+    conn.close()
+
+
+def test_a_database_left_by_a_killed_writer_opens_with_what_was_committed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "b.sqlite3"
+    asyncio.run(_open_close(path))
+    script = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA synchronous=FULL')\n"
+        'c.execute("INSERT INTO nights (id, unit_id, started_at, profile, source) VALUES '
+        "('kept','u','2026-11-20T22:00:00.000Z','aasm','s')\"); c.commit()\n"
+        "c.execute('BEGIN')\n"
+        "for i in range(5000):\n"
+        "    c.execute(\"INSERT INTO epochs VALUES ('kept', ?, 30, 1, 1, 1)\", (f'2026-11-20T22:{i:06d}',))\n"
+        "os._exit(9)  # killed in the middle of a transaction: no commit, no clean close\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script, str(path)], check=False).returncode == 9
+
+    async def reopen() -> int:
+        store = await Store.open(path)
+        n = await store.event_count("kept")
+        await store.close()
+        return n
+
+    assert asyncio.run(reopen()) == 0
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT id FROM nights").fetchall() == [("kept",)]
+    assert conn.execute("SELECT count(*) FROM epochs").fetchone()[0] == 0
+    conn.close()
+
+
+async def _open_close(path: Path) -> None:
+    store = await Store.open(path)
+    await store.close()
+
+
+def test_epochs_and_vitals_are_written_in_batches_without_holding_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+
+    def count(table: str) -> int:
+        conn = sqlite3.connect(path)
+        try:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        finally:
+            conn.close()
+
+    async def go() -> list[int]:
+        store = await Store.open(path)
+        await store.start_night("n1", "u", "2026-11-20T22:00:00.000Z", "aasm", "sim")
+        seen = []
+        for i in range(3):
+            await store.add_epoch("n1", f"2026-11-20T22:0{i}:00.000Z", 30.0, 1.0, True, True)
+            await store.add_vitals("n1", f"2026-11-20T22:0{i}:00.000Z", 60.0, 15.0)
+        seen.append(count("epochs"))  # held, not yet written
+        other = sqlite3.connect(path, timeout=0.1)  # another writer (the dashboard) is not blocked
+        other.execute("INSERT INTO checkins VALUES ('2026-11-20', 3, 2, '', 'x', 'x')")
+        other.commit()
+        other.close()
+        await store.add_event(_row("e1"), [], "2026-11-20T22:05:00.000Z")  # an event writes them too
+        seen += [count("epochs"), count("vitals")]
+        await store.add_epoch("n1", "2026-11-20T22:09:00.000Z", 30.0, 1.0, True, True)
+        await store.close()  # closing writes what is held
+        seen.append(count("epochs"))
+        return seen
+
+    assert asyncio.run(go()) == [0, 3, 3, 4]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from service.errors import StoreError
 from service.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
+
+#: Epochs and vitals are held in memory and written at most this often (or with the next event,
+#: whichever comes first): fewer synced commits, less SD-card wear. A power cut loses at most
+#: this many seconds of them; events and their outbox rows are still committed at once.
+BATCH_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,29 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._epochs: list[tuple[Any, ...]] = []
+        self._vitals: list[tuple[Any, ...]] = []
+        self._last_flush = time.monotonic()
+
+    async def _write_held(self) -> None:
+        """Write the held epochs and vitals into the current transaction (the caller commits)."""
+        if self._epochs:
+            await self._db.executemany("INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?)", self._epochs)
+            self._epochs = []
+        if self._vitals:
+            await self._db.executemany("INSERT OR REPLACE INTO vitals VALUES (?,?,?,?)", self._vitals)
+            self._vitals = []
+        self._last_flush = time.monotonic()
+
+    async def flush(self) -> None:
+        """Write and commit the held epochs and vitals now."""
+        if self._epochs or self._vitals:
+            await self._write_held()
+            await self._db.commit()
+
+    async def _flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= BATCH_S:
+            await self.flush()
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_s: float = 5.0) -> Store:
@@ -92,16 +121,38 @@ class Store:
         return cls(db, p)
 
     async def close(self) -> None:
-        """Close the connection (pending writes are already committed)."""
+        """Write what is held, then close the connection."""
+        await self.flush()
         await self._db.close()
 
     async def start_night(
-        self, night_id: str, unit_id: str, started_at: str, profile: str, source: str
+        self,
+        night_id: str,
+        unit_id: str,
+        started_at: str,
+        profile: str,
+        source: str,
+        *,
+        kind: str = "night",
+        night_date: str | None = None,
+        start_reason: str = "daemon",
+        rate_hz: float | None = None,
     ) -> None:
-        """Record the start of a night."""
+        """Record the start of a night (or nap)."""
         await self._db.execute(
-            "INSERT INTO nights (id, unit_id, started_at, profile, source) VALUES (?,?,?,?,?)",
-            (night_id, unit_id, started_at, profile, source),
+            "INSERT INTO nights (id, unit_id, started_at, profile, source, kind, night_date, start_reason, "
+            "rate_hz) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                night_id,
+                unit_id,
+                started_at,
+                profile,
+                source,
+                kind,
+                night_date or started_at[:10],
+                start_reason,
+                rate_hz,
+            ),
         )
         await self._db.commit()
 
@@ -111,12 +162,17 @@ class Store:
         ended_at: str,
         summary: dict[str, Any],
         outbox: list[tuple[str, str, int, bool]] | None = None,
+        *,
+        kind: str | None = None,
+        end_reason: str = "daemon_stop",
     ) -> None:
         """Record the end of a night and its summary, with its outbox messages, in one transaction."""
         try:
+            await self._write_held()
             await self._db.execute(
-                "UPDATE nights SET ended_at = ?, summary = ? WHERE id = ?",
-                (ended_at, json.dumps(summary), night_id),
+                "UPDATE nights SET ended_at = ?, summary = ?, end_reason = ?, kind = COALESCE(?, kind) "
+                "WHERE id = ?",
+                (ended_at, json.dumps(summary), end_reason, kind, night_id),
             )
             await self._db.executemany(
                 "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
@@ -127,11 +183,91 @@ class Store:
             await self._db.rollback()
             raise
 
+    async def open_nights(self, unit_id: str) -> list[dict[str, Any]]:
+        """Nights of this unit never ended (a crash, or a restart mid-night), newest first, each with
+        ``last_at``: the time of its newest stored epoch, event or its start."""
+        async with self._db.execute(
+            "SELECT n.id, n.started_at, n.kind, n.night_date, n.start_reason, "
+            "max(n.started_at, COALESCE((SELECT max(start_at) FROM epochs WHERE night_id = n.id), ''), "
+            "COALESCE((SELECT max(end_at) FROM events WHERE night_id = n.id), '')) "
+            "FROM nights n WHERE n.unit_id = ? AND n.ended_at IS NULL ORDER BY n.started_at DESC",
+            (unit_id,),
+        ) as cur:
+            rows = await cur.fetchall()
+        keys = ("id", "started_at", "kind", "night_date", "start_reason", "last_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def shift_night_start(self, night_id: str, started_at: str, night_date: str) -> None:
+        """Move an open night's start (the wall clock was wrong when it began)."""
+        await self._db.execute(
+            "UPDATE nights SET started_at = ?, night_date = ? WHERE id = ?",
+            (started_at, night_date, night_id),
+        )
+        await self._db.commit()
+
+    async def add_raw_chunk(
+        self,
+        night_id: str,
+        start_index: int,
+        start_at: str,
+        rate_hz: float,
+        n: int,
+        encoding: str,
+        data: bytes,
+    ) -> None:
+        """Keep one chunk of a night's raw signal (``start_index``: samples since the night began)."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO raw_chunks VALUES (?,?,?,?,?,?,?)",
+            (night_id, start_index, start_at, rate_hz, n, encoding, data),
+        )
+        await self._db.commit()
+
+    async def add_snippet(
+        self, event_id: str, night_id: str, start_at: str, rate_hz: float, n: int, encoding: str, data: bytes
+    ) -> None:
+        """Keep the raw signal around one event."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO snippets VALUES (?,?,?,?,?,?,?)",
+            (event_id, night_id, start_at, rate_hz, n, encoding, data),
+        )
+        await self._db.commit()
+
+    async def prune_raw(self, ended_before: str) -> int:
+        """Delete the whole-night raw signal of nights that ended before ``ended_before``; chunks deleted."""
+        cur = await self._db.execute(
+            "DELETE FROM raw_chunks WHERE night_id IN (SELECT id FROM nights WHERE ended_at IS NOT NULL "
+            "AND ended_at < ?)",
+            (ended_before,),
+        )
+        await self._db.commit()
+        return int(cur.rowcount or 0)
+
+    async def add_notice(
+        self, notice_id: str, created_at: str, kind: str, message: str, details: dict[str, Any]
+    ) -> None:
+        """Keep a notice for the user (e.g. a sustained rise) until they dismiss it."""
+        await self._db.execute(
+            "INSERT INTO notices (id, created_at, kind, message, details) VALUES (?,?,?,?,?)",
+            (notice_id, created_at, kind, message, json.dumps(details)),
+        )
+        await self._db.commit()
+
+    async def active_notice(self, kind: str) -> dict[str, Any] | None:
+        """The newest notice of ``kind`` not dismissed, or None."""
+        async with self._db.execute(
+            "SELECT id, created_at, message FROM notices WHERE kind = ? AND dismissed_at IS NULL "
+            "ORDER BY created_at DESC LIMIT 1",
+            (kind,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else {"id": row[0], "created_at": row[1], "message": row[2]}
+
     async def add_event(
         self, row: dict[str, Any], outbox: list[tuple[str, str, int, bool]], created_at: str
     ) -> None:
         """Insert an event and its outbox messages ``(topic, payload, qos, retain)`` atomically."""
         try:
+            await self._write_held()
             await self._db.execute(
                 "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, "
                 "intensity, profile, confidence, cause_id, details) VALUES "
@@ -157,21 +293,16 @@ class Store:
         asleep: bool,
         in_bed: bool,
     ) -> None:
-        """Insert (or replace) one scored epoch."""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?)",
-            (night_id, start_at, duration_s, count, int(asleep), int(in_bed)),
-        )
-        await self._db.commit()
+        """Keep one scored epoch (written within BATCH_S, or with the next event)."""
+        self._epochs.append((night_id, start_at, duration_s, count, int(asleep), int(in_bed)))
+        await self._flush_if_due()
 
     async def add_vitals(
         self, night_id: str, t_at: str, heart_bpm: float | None, breath_bpm: float | None
     ) -> None:
-        """Insert one vitals reading."""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO vitals VALUES (?,?,?,?)", (night_id, t_at, heart_bpm, breath_bpm)
-        )
-        await self._db.commit()
+        """Keep one vitals reading (written within BATCH_S, or with the next event)."""
+        self._vitals.append((night_id, t_at, heart_bpm, breath_bpm))
+        await self._flush_if_due()
 
     async def set_live_state(self, unit_id: str, updated_at: str, state: dict[str, Any]) -> None:
         """Replace the live state the dashboard shows as 'now'."""

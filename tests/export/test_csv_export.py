@@ -1,0 +1,198 @@
+"""CSV export: the documented columns, the rows of a real database, one night or a range, folder or zip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import sqlite3
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from service.detect.types import EVENT_TYPES
+from service.export import ExportError, NightNotFoundError
+from service.export.csv_export import TABLES, collect_tables, export_csv, select_nights
+from service.history.load import connect
+from service.history.user_data import add_tag, relabel
+from tests.export import REPO, build_db
+
+DOC = REPO / "docs" / "exports.md"
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+TIME_COLUMNS = {"started_at", "ended_at", "start_at", "end_at", "t_at", "created_at", "updated_at"}
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    path = tmp_path_factory.mktemp("csv") / "bedside.sqlite3"
+    return path, build_db(path, nights=6, raw_days=0)
+
+
+@pytest.fixture
+def db(history: tuple[Path, list[str]], tmp_path: Path) -> tuple[Path, list[str]]:
+    src, ids = history
+    dst = tmp_path / "bedside.sqlite3"
+    shutil.copy(src, dst)
+    return dst, ids
+
+
+def _documented_columns() -> dict[str, list[str]]:
+    """``### name.csv`` sections of docs/exports.md -> the backticked first cells of their table."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^### (\w+)\.csv\s*$", line)
+        if m:
+            current = m.group(1)
+            out[current] = []
+            continue
+        if line.startswith("#"):
+            current = None
+        if current is not None:
+            cell = re.match(r"^\| `(\w+)` \|", line)
+            if cell:
+                out[current].append(cell.group(1))
+    return out
+
+
+def _read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_documented_columns_are_the_exported_columns() -> None:
+    documented = _documented_columns()
+    assert list(documented) == list(TABLES)
+    for name, columns in TABLES.items():
+        assert documented[name] == list(columns), f"{name}.csv columns differ from docs/exports.md"
+    assert [c for c in TABLES["nights"] if c.startswith("count_")] == [f"count_{t}" for t in EVENT_TYPES]
+
+
+def test_one_night_exports_its_rows_with_relabels_and_utc_times(
+    db: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, ids = db
+    night_id = ids[2]
+    rw = connect(path, readonly=False)
+    (event_id,) = rw.execute(
+        "SELECT id FROM events WHERE night_id = ? AND event_type = 'large_movement' LIMIT 1", (night_id,)
+    ).fetchone()
+    relabel(rw, event_id, "spasm", source="test")
+    night_date = rw.execute("SELECT night_date FROM nights WHERE id = ?", (night_id,)).fetchone()[0]
+    add_tag(rw, night_date, "custom", detail="new mattress", at_local="22:10", source="test")
+    rw.close()
+
+    conn = connect(path)
+    done = export_csv(conn, select_nights(conn, night_id=night_id), tmp_path / "out")
+    files = done.files
+    stored = Counter(
+        r[0] for r in conn.execute("SELECT event_type FROM events WHERE night_id = ?", (night_id,))
+    )
+    n_epochs = conn.execute("SELECT COUNT(*) FROM epochs WHERE night_id = ?", (night_id,)).fetchone()[0]
+    all_tag_dates = {r[0] for r in conn.execute("SELECT night_date FROM tags")}
+    conn.close()
+
+    assert [f.name for f in files] == [f"{name}.csv" for name in TABLES]
+    tables = {f.stem: f.read_text(encoding="utf-8") for f in files}
+    for name, text in tables.items():
+        assert text.splitlines()[0].split(",") == list(TABLES[name])
+    rows = {name: _read_csv(text) for name, text in tables.items()}
+
+    events = rows["events"]
+    assert {r["night_id"] for r in events} == {night_id}
+    assert Counter(r["event_type"] for r in events) == stored
+    labelled = [r for r in events if r["label"]]
+    assert [(r["event_id"], r["label"], r["event_type"]) for r in labelled] == [
+        (event_id, "spasm", "large_movement")
+    ]
+    for r in events:
+        json.loads(r["details"])
+    assert len(rows["epochs"]) == n_epochs
+    assert {r["asleep"] for r in rows["epochs"]} <= {"0", "1"}
+    for name in TABLES:
+        for r in rows[name]:
+            for col in TIME_COLUMNS & set(r):
+                assert r[col] == "" or ISO_Z.match(r[col]), f"{name}.{col} = {r[col]!r}"
+
+    (night,) = rows["nights"]
+    assert night["night_id"] == night_id and night["night_date"] == night_date
+    # The relabel counts: one large movement fewer, one spasm more than the detector said.
+    assert int(night["count_large_movement"]) == stored["large_movement"] - 1
+    assert int(night["count_spasm"]) == stored["spasm"] + 1 == int(night["spasm_count"])
+    assert int(night["awakenings"]) == stored["awakening"]
+    assert float(night["total_sleep_min"]) <= float(night["time_in_bed_min"])
+
+    assert {r["night_date"] for r in rows["tags"]} == {night_date} != all_tag_dates
+    assert any(r["tag"] == "custom" and r["detail"] == "new mattress" for r in rows["tags"])
+    assert {r["night_date"] for r in rows["checkins"]} <= {night_date}
+
+
+def test_date_range_selects_nights_by_their_evening_date(db: tuple[Path, list[str]]) -> None:
+    path, ids = db
+    conn = connect(path)
+    dates = {r[0]: r[1] for r in conn.execute("SELECT id, night_date FROM nights")}
+    chosen = select_nights(conn, from_date=dates[ids[1]], to_date=dates[ids[3]])
+    assert chosen == ids[1:4]
+    assert select_nights(conn, from_date=dates[ids[4]]) == ids[4:]
+    assert select_nights(conn) == ids
+    with pytest.raises(ExportError, match="YYYY-MM-DD"):
+        select_nights(conn, from_date="21.11.2026")
+    with pytest.raises(NightNotFoundError, match="nope"):
+        select_nights(conn, night_id="nope")
+    conn.close()
+
+
+def test_zip_holds_the_same_tables_and_nothing_is_overwritten(
+    db: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, ids = db
+    conn = connect(path)
+    folder = export_csv(conn, ids, tmp_path / "dir", all_user_data=True)
+    archive = export_csv(conn, ids, tmp_path / "all.zip", all_user_data=True)
+    assert archive.files == [tmp_path / "all.zip"] and archive.rows == folder.rows
+    with zipfile.ZipFile(tmp_path / "all.zip") as zf:
+        assert zf.namelist() == [f"{name}.csv" for name in TABLES]
+        for f in folder.files:
+            assert zf.read(f.name).decode("utf-8") == f.read_text(encoding="utf-8")
+    assert len(_read_csv((tmp_path / "dir" / "nights.csv").read_text())) == len(ids) == folder.rows["nights"]
+    with pytest.raises(ExportError, match="already"):
+        export_csv(conn, ids, tmp_path / "all.zip")
+    with pytest.raises(ExportError, match="already holds"):
+        export_csv(conn, ids, tmp_path / "dir")
+    with pytest.raises(NightNotFoundError):
+        export_csv(conn, [*ids, "gone"], tmp_path / "partial")
+    conn.close()
+    assert not (tmp_path / "partial").exists()  # a failed export leaves nothing behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bedside-export")]
+
+
+def test_whole_history_keeps_tags_of_dates_without_a_night(
+    db: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, ids = db
+    rw = connect(path, readonly=False)
+    add_tag(rw, "2030-01-01", "caffeine", source="test")
+    rw.close()
+    conn = connect(path)
+    everything = collect_tables(conn, ids, all_user_data=True)
+    some = collect_tables(conn, ids)
+    conn.close()
+    assert any(r["night_date"] == "2030-01-01" for r in everything["tags"])
+    assert not any(r["night_date"] == "2030-01-01" for r in some["tags"])
+
+
+def test_database_rows_are_read_not_invented(tmp_path: Path) -> None:
+    """A night with no epochs or vitals exports empty sleep figures, not zeros."""
+    db = tmp_path / "one.sqlite3"
+    ids = build_db(db, nights=1, raw_days=0)
+    with sqlite3.connect(db) as raw:
+        raw.execute("DELETE FROM epochs")
+        raw.execute("DELETE FROM vitals")
+    raw.close()
+    conn = connect(db)
+    (night,) = collect_tables(conn, ids)["nights"]
+    conn.close()
+    assert night["total_sleep_min"] is None and night["mean_heart_bpm"] is None
