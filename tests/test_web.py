@@ -110,6 +110,12 @@ def events_db(db_path: Path) -> dict[str, Any]:
         "breath_bpm": 13.0,
         "mqtt_connected": False,
         "outbox_len": 7,
+        "tracking": True,
+        "profile": "wasm2016",
+        "movements_per_hour": 12.345,
+        "suppressed_events": 0,
+        "updated_at": "2026-11-23T01:24:01.000Z",
+        "some_new_key": 3,
     }
     set_live_state(db_path, state, "2026-11-23T01:24:01.000Z")
     return {"path": db_path, "old": old, "current": current, "state": state}
@@ -117,7 +123,7 @@ def events_db(db_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def app(db_path: Path) -> Flask:
-    return create_app({"DATABASE": str(db_path), "SECRET_KEY": "test"})
+    return create_app({"DATABASE": str(db_path), "SECRET_KEY": "test", "LOGIN_REQUIRED": False})
 
 
 @pytest.fixture
@@ -157,7 +163,16 @@ def test_tonight_page_over_http_shows_the_current_nights_events_and_live_state(
     # counts by type for tonight
     assert re.search(r'data-type="jerk"><th scope="row">Jerk</th><td>1</td>', page)
     assert re.search(r'data-type="spasm"><th scope="row">Spasm</th><td>0</td>', page)
-    assert "wasm2016" in page
+    assert "WASM2016" in page
+    # every live-state key under a human label, values formatted, internal ones hidden
+    assert re.search(r"<dt>Recording</dt><dd>on</dd>", page)
+    assert re.search(r"<dt>Rule profile</dt><dd>WASM2016</dd>", page)
+    assert re.search(r"<dt>Movements per hour of sleep</dt><dd>12.3</dd>", page)
+    assert re.search(rf"<dt>Last update</dt><dd>{local_hms('2026-11-23T01:24:01.000Z')}</dd>", page)
+    assert re.search(r"<dt>Some new key</dt><dd>3</dd>", page)
+    assert 'data-key="suppressed_events"' not in page, "shown only when some events were held back"
+    for raw in ("tracking", "profile", "movements_per_hour", "updated_at", "night_id", "counts"):
+        assert f"<dt>{raw}</dt>" not in page
     assert re.search(r'<p id="nodata"[^>]*hidden', page)
     # the refresher and its inputs
     assert 'src="/static/tonight.js"' in page
@@ -332,7 +347,7 @@ def test_event_details_that_are_not_json_become_an_empty_object(db_path: Path, a
 
 def test_missing_database_gives_no_data_page_and_empty_api_not_500(tmp_path: Path) -> None:
     missing = tmp_path / "not-yet.sqlite3"
-    app = create_app({"DATABASE": str(missing), "SECRET_KEY": "test"})
+    app = create_app({"DATABASE": str(missing), "SECRET_KEY": "test", "LOGIN_REQUIRED": False})
     with start_in_thread(app) as handle:
         page = http(handle.url + "/")
         assert page.status == 200
@@ -354,7 +369,7 @@ def test_missing_database_gives_no_data_page_and_empty_api_not_500(tmp_path: Pat
 def test_database_without_schema_yet_counts_as_no_data(tmp_path: Path) -> None:
     empty = tmp_path / "empty.sqlite3"
     empty.touch()
-    app = create_app({"DATABASE": str(empty), "SECRET_KEY": "test"})
+    app = create_app({"DATABASE": str(empty), "SECRET_KEY": "test", "LOGIN_REQUIRED": False})
     with app.test_client() as client:
         page = client.get("/")
         assert page.status_code == 200 and b"No data yet" in page.data
@@ -365,7 +380,7 @@ def test_database_without_schema_yet_counts_as_no_data(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database_gives_503_json_not_500(tmp_path: Path) -> None:
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"this is not an SQLite file at all, just some text " * 100)
-    app = create_app({"DATABASE": str(junk), "SECRET_KEY": "test"})
+    app = create_app({"DATABASE": str(junk), "SECRET_KEY": "test", "LOGIN_REQUIRED": False})
     with app.test_client() as client:
         api = client.get("/api/events")
         assert api.status_code == 503 and api.get_json()["error"].startswith("database unavailable")
@@ -431,7 +446,13 @@ EXTERNAL_URL = re.compile(r"https?://(?!(?:localhost|127\.0\.0\.1|\[::1\])(?:[:/
 def test_no_page_or_static_file_refers_to_an_external_host(events_db: dict[str, Any], app: Flask) -> None:
     static_files = sorted(p for p in (WEB_DIR / "static").iterdir() if p.is_file())
     assert {p.name for p in static_files} >= {"tonight.js", "style.css"}
-    missing_app = create_app({"DATABASE": str(events_db["path"].parent / "none.sqlite3"), "SECRET_KEY": "t"})
+    missing_app = create_app(
+        {
+            "DATABASE": str(events_db["path"].parent / "none.sqlite3"),
+            "SECRET_KEY": "t",
+            "LOGIN_REQUIRED": False,
+        }
+    )
     bodies = {
         "/": app.test_client().get("/").data,
         "/ (no data)": missing_app.test_client().get("/").data,
@@ -459,8 +480,10 @@ def test_pages_forbid_loading_anything_from_elsewhere(events_db: dict[str, Any],
 
 def test_web_imports_no_hardware_mqtt_or_gpio_modules() -> None:
     code = (
-        "import sys, web, web.serve, web.api, web.dashboard, web.db, web.display, web.queries\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('paho', 'gpiozero', 'hardware'))\n"
+        "import sys, web, web.serve, web.api, web.dashboard, web.db, web.display, web.queries, web.stream\n"
+        "shared = {'hardware', 'hardware.block', 'hardware.errors'}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('paho', 'gpiozero', 'hardware')"
+        " and m not in shared)\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run(
@@ -472,15 +495,26 @@ def test_web_imports_no_hardware_mqtt_or_gpio_modules() -> None:
 # --- App factory and the thread server ---------------------------------------------------
 
 
-def test_without_a_secret_key_each_start_gets_its_own_random_one(
+def test_without_a_secret_key_one_is_kept_private_beside_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BEDSIDE_SECRET_KEY", raising=False)
     first = create_app({"DATABASE": str(tmp_path / "x.sqlite3")})
     second = create_app({"DATABASE": str(tmp_path / "x.sqlite3")})
-    assert first.config["SECRET_KEY"] != second.config["SECRET_KEY"]
+    key_file = tmp_path / "web-secret-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"] == key_file.read_text().strip()
     assert len(first.config["SECRET_KEY"]) >= 32 and first.config["SECRET_KEY"] != "dev"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert (
+        create_app({"DATABASE": str(other / "x.sqlite3")}).config["SECRET_KEY"] != first.config["SECRET_KEY"]
+    )
     assert create_app({"DATABASE": "x", "SECRET_KEY": "given"}).config["SECRET_KEY"] == "given"
+    monkeypatch.setenv("BEDSIDE_SECRET_KEY", "from-the-environment")
+    assert (
+        create_app({"DATABASE": str(tmp_path / "x.sqlite3")}).config["SECRET_KEY"] == "from-the-environment"
+    )
 
 
 def test_database_defaults_to_bedside_db_from_the_environment(

@@ -1,4 +1,4 @@
-"""Helpers for the web tests: a real SQLite file with the current schema, daemon-style rows, HTTP GETs."""
+"""Helpers for the web tests: a real SQLite file, daemon-style rows, HTTP clients, a simulated week."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ import logging
 import sqlite3
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import pytest
+from flask import Flask
+
+from service.demo_history import build_history
 from service.store.migrations import MIGRATIONS
+from web import create_app
+from web.serve import ServerHandle, start_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +171,128 @@ def http(url: str, method: str = "GET", timeout_s: float = 5.0) -> Reply:
     except urllib.error.HTTPError as error:
         with error:
             return Reply(error.code, error.headers, error.read())
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand redirects back as answers (status 302 and its Location), so tests can check them."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class Client:
+    """A browser-like HTTP client for the real server: keeps cookies, never follows redirects."""
+
+    def __init__(self, base_url: str) -> None:
+        import http.cookiejar
+
+        self.base_url = base_url
+        self.cookies = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
+        )
+
+    def request(
+        self,
+        path: str,
+        method: str = "GET",
+        *,
+        form: dict[str, str] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
+    ) -> Reply:
+        """Send one request (a form, a JSON body or nothing); 3xx, 4xx and 5xx are returned too."""
+        import urllib.parse
+
+        data = None
+        all_headers = dict(headers or {})
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            data = json.dumps(json_body).encode()
+            all_headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)
+        try:
+            with self._opener.open(req, timeout=timeout_s) as response:
+                return Reply(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return Reply(error.code, error.headers, error.read())
+
+    def csrf(self) -> str:
+        """This session's CSRF token (from /api/session; works whenever the session may see the API)."""
+        reply = self.request("/api/session")
+        assert reply.status == 200, reply.text
+        token = reply.json()["csrf_token"]
+        assert isinstance(token, str) and token
+        return token
+
+    def form_token(self, path: str) -> str:
+        """The CSRF token in the first form of the page at ``path`` (for the login page)."""
+        import re
+
+        page = self.request(path)
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert found, f"no CSRF field in {path}"
+        return found.group(1)
+
+
+def copy_database(source: Path, target: Path) -> Path:
+    """A consistent copy of a SQLite database (the backup API, so a WAL is included)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return target
+
+
+# --- Fixtures for tests/web/ (import them into a test module by name) ---------------------
+
+WEEK_NIGHTS = 7
+
+
+@dataclass(frozen=True)
+class Week:
+    """A copy of the simulated week for one test: its path and night ids (oldest first)."""
+
+    path: Path
+    night_ids: list[str]
+
+
+@pytest.fixture(scope="session")
+def week_template(tmp_path_factory: pytest.TempPathFactory) -> Week:
+    """Seven simulated nights (events, epochs, vitals, snippets, raw signal for 2, tags, check-ins)."""
+    # Built once per test run, even though each module registers this fixture anew.
+    folder = tmp_path_factory.getbasetemp() / "simulated-week"
+    path = folder / "week.sqlite3"
+    ids_file = folder / "night-ids.txt"
+    if not ids_file.exists():
+        folder.mkdir(exist_ok=True)
+        ids = build_history(path, nights=WEEK_NIGHTS, first_date=date(2026, 11, 14), seed=3, raw_days=2)
+        ids_file.write_text("\n".join(ids), encoding="utf-8")
+    return Week(path, ids_file.read_text(encoding="utf-8").split("\n"))
+
+
+@pytest.fixture
+def week(week_template: Week, tmp_path: Path) -> Week:
+    """This test's own copy of the week (tests write tags, check-ins, relabels)."""
+    return Week(
+        copy_database(week_template.path, tmp_path / "bedside.sqlite3"), list(week_template.night_ids)
+    )
+
+
+@pytest.fixture
+def open_app(week: Week) -> Flask:
+    """The app as served on loopback: no login."""
+    return create_app({"DATABASE": str(week.path), "LOGIN_REQUIRED": False, "STREAM_MAX_S": 3.0})
+
+
+@pytest.fixture
+def open_server(open_app: Flask) -> Iterator[ServerHandle]:
+    with start_in_thread(open_app) as handle:
+        yield handle

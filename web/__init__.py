@@ -6,12 +6,15 @@ import logging
 import os
 import secrets
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from web import security
 
 logger = logging.getLogger(__name__)
 
@@ -30,34 +33,51 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     Config keys: ``DATABASE`` (path of the daemon's SQLite file; default ``$BEDSIDE_STORAGE__DB_PATH`` or
     ``./var/bedside.sqlite3``, made absolute here), ``UNIT_ID`` (whose ``live_state`` row to
-    show; default ``bedside``), ``SECRET_KEY`` (default ``$BEDSIDE_SECRET_KEY``, else a random
-    key per start, so sessions end on restart), ``REFRESH_MS`` (Tonight's refresh period,
-    2000), ``STALE_AFTER_S`` (live state older than this is flagged, 30). ``test_config``
+    show; default ``bedside``), ``LOGIN_REQUIRED`` (default True; ``web.serve`` sets it from
+    the listening address), ``PASSWORD_FILE`` (default ``web-password`` beside the database),
+    ``SECRET_KEY`` (default ``$BEDSIDE_SECRET_KEY``, else a key kept in ``web-secret-key``
+    beside the database), ``REFRESH_MS`` (Tonight's polling period when live updates are not
+    available, 2000), ``STALE_AFTER_S`` (live state older than this is flagged, 30),
+    ``STREAM_TICK_S`` (how often the live stream looks at the database, 1.0),
+    ``STREAM_MAX_S`` (a stream ends after this and the browser reconnects, 300; frees the
+    server thread), ``LOGIN_MAX_FAILURES`` / ``LOGIN_WINDOW_S`` (5 per 60 s). ``test_config``
     overrides all of them.
     """
     app = Flask(__name__)
     app.config.from_mapping(
         DATABASE=os.environ.get("BEDSIDE_STORAGE__DB_PATH", DEFAULT_DATABASE),
         UNIT_ID="bedside",
+        LOGIN_REQUIRED=True,
         REFRESH_MS=2000,
         STALE_AFTER_S=30.0,
+        STREAM_TICK_S=1.0,
+        STREAM_MAX_S=300.0,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
     )
-    if os.environ.get("BEDSIDE_SECRET_KEY"):
-        app.config["SECRET_KEY"] = os.environ["BEDSIDE_SECRET_KEY"]
     if test_config is not None:
         app.config.from_mapping(test_config)
-    if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
-        logger.info("no SECRET_KEY given: using a random one, so sessions won't survive a restart")
     app.config["DATABASE"] = str(Path(app.config["DATABASE"]).resolve())
-    logger.info("reading %s (read-only) for unit %s", app.config["DATABASE"], app.config["UNIT_ID"])
+    if not app.config.get("PASSWORD_FILE"):
+        app.config["PASSWORD_FILE"] = str(security.password_file_beside(app.config["DATABASE"]))
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = security.load_secret_key(app.config["DATABASE"]) or secrets.token_hex(32)
+    logger.info(
+        "reading %s (read-only) for unit %s; login %s",
+        app.config["DATABASE"],
+        app.config["UNIT_ID"],
+        "required" if app.config["LOGIN_REQUIRED"] else "not required (loopback)",
+    )
 
-    from web import api, dashboard, db, display
+    from web import api, dashboard, db, display, stream, userdb
 
     db.init_app(app)
+    userdb.init_app(app)
     display.init_app(app)
+    security.init_app(app)
+    api.init_app(app)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(stream.bp)
     app.register_blueprint(api.health_bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(sqlite3.Error, _database_error)
@@ -111,6 +131,6 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if _wants_json():
+    if _wants_json() or request.endpoint != "static":
         response.headers.setdefault("Cache-Control", "no-store")
     return response

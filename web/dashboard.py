@@ -1,18 +1,43 @@
-"""The pages: "Tonight" (current night, live state, counts, latest events).
+"""The pages: Tonight, Nights, a Night, Trends, Check-in and tags, Status, Export.
 
-The page is rendered complete on the server (readable without JavaScript), then
-static/tonight.js refreshes it from the JSON API every ``REFRESH_MS``.
+Every page is complete as the server renders it (readable with JavaScript off). Tonight then
+follows the live stream (static/tonight.js: server-sent events from ``/api/stream``, falling
+back to polling the JSON API). Forms post with the session's CSRF token and redirect after a
+successful write; refused input re-renders the form with the message and status 400.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import sqlite3
+import tempfile
+import zipfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import BadRequest, NotFound
 
-from web import display, queries
+from service.detect.types import EVENT_TYPES
+from service.history.load import checkins_by_date, load_night, tags_by_date
+from service.history.summary import summarize_night
+from service.history.user_data import (
+    LABELS,
+    TAGS,
+    UserDataError,
+    add_tag,
+    dismiss_notice,
+    relabel,
+    remove_tag,
+    set_checkin,
+)
+from service.timefmt import iso_utc, utc_now
+from web import charts, display, history, queries, snippets, status_info
 from web.db import get_db
+from web.userdb import get_user_db
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +45,25 @@ bp = Blueprint("dashboard", __name__)
 
 TONIGHT_EVENTS = 50
 """How many of the latest events the Tonight page lists."""
+
+NIGHTS_PAGE_LIMIT = 365
+
+NIGHT_EVENTS_PAGE = 300
+"""Rows per page of a night's event table (``/night/<id>?page=N``); the charts show every event."""
+
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "date": ("night_date",),
+    "time_in_bed": ("summary", "time_in_bed_min"),
+    "total_sleep": ("summary", "total_sleep_min"),
+    "efficiency": ("summary", "efficiency_pct"),
+    "awakenings": ("summary", "awakenings"),
+    "movement_index": ("summary", "movement_index_per_h"),
+    "plm_series": ("summary", "plm_series"),
+    "spasms": ("summary", "spasms", "count"),
+    "heart": ("summary", "mean_heart_bpm"),
+    "breath": ("summary", "mean_breath_bpm"),
+}
+"""Columns the Nights table sorts by (``?sort=KEY&order=asc|desc``) and where each value lives."""
 
 
 @bp.get("/")
@@ -37,6 +81,7 @@ def tonight() -> ResponseReturnValue:
             latest, _ = queries.events(conn, live["night_id"], limit=TONIGHT_EVENTS)
     return render_template(
         "tonight.html",
+        page="tonight",
         has_data=conn is not None,
         live=live,
         night=live["night"],
@@ -49,3 +94,338 @@ def tonight() -> ResponseReturnValue:
         state_labels=display.STATE_LABELS,
         now_local=display.now_local(),
     )
+
+
+def _dig(night: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = night
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+@bp.get("/nights")
+def nights() -> ResponseReturnValue:
+    """Every night and nap with its summary figures; sortable by any column."""
+    sort = request.args.get("sort", "date")
+    order = request.args.get("order", "desc")
+    if sort not in SORT_KEYS:
+        raise BadRequest(description=f"sort: unknown column {sort!r}; expected one of {', '.join(SORT_KEYS)}")
+    if order not in ("asc", "desc"):
+        raise BadRequest(description=f"order: must be asc or desc, got {order!r}")
+    conn = get_db()
+    rows = [] if conn is None else history.nights_with_summaries(conn, kind=None, limit=NIGHTS_PAGE_LIMIT)
+    path = SORT_KEYS[sort]
+    present = [n for n in rows if _dig(n, path) is not None]
+    missing = [n for n in rows if _dig(n, path) is None]
+    present.sort(key=lambda n: (_dig(n, path), str(n["started_at"])), reverse=order == "desc")
+    tags = {} if conn is None else tags_by_date(conn)
+    checkins = {} if conn is None else checkins_by_date(conn)
+    return render_template(
+        "nights.html",
+        page="nights",
+        nights=present + missing,
+        sort=sort,
+        order=order,
+        sort_keys=list(SORT_KEYS),
+        tags=tags,
+        checkins=checkins,
+    )
+
+
+@bp.get("/night/<night_id>")
+def night(night_id: str) -> ResponseReturnValue:
+    """One night: timeline charts, the events, and a chosen event's waveform with its relabel form."""
+    conn = get_db()
+    data = None if conn is None else load_night(conn, night_id)
+    if conn is None or data is None:
+        raise NotFound(description=f"no night with id {night_id!r}")
+    return _render_night(conn, data, request.args.get("event"), error=None)
+
+
+def _event_page(events: list[dict[str, Any]], chosen: dict[str, Any] | None) -> tuple[int, int]:
+    """(page, pages) of the event table: ``?page=N`` (1-based), else the chosen event's page, else 1."""
+    pages = max(1, -(-len(events) // NIGHT_EVENTS_PAGE))
+    text = request.args.get("page")
+    if text is None:
+        if chosen is None:
+            return 1, pages
+        return events.index(chosen) // NIGHT_EVENTS_PAGE + 1, pages
+    if not text.isdigit() or not 1 <= int(text) <= pages:
+        raise BadRequest(description=f"page: must be a whole number from 1 to {pages}, got {text!r}")
+    return int(text), pages
+
+
+def _render_night(
+    conn: sqlite3.Connection, data: Any, event_id: str | None, error: str | None
+) -> ResponseReturnValue:
+    summary = summarize_night(data)
+    axis = charts.night_axis(data.night, data.epochs)
+    types = [t for t in EVENT_TYPES if any((e.get("label") or e["event_type"]) == t for e in data.events)]
+    chosen = None
+    wave = None
+    if event_id:
+        chosen = next((e for e in data.events if e["id"] == event_id), None)
+        if chosen is None:
+            raise NotFound(description=f"event: night {data.night['id']!r} has no event {event_id!r}")
+        found = snippets.load_snippet(conn, event_id)
+        if found is not None:
+            from service.timefmt import parse_iso_utc
+
+            t0 = parse_iso_utc(found.start_at)
+            wave = charts.waveform(
+                found.samples,
+                found.rate_hz,
+                (parse_iso_utc(chosen["start_at"]) - t0).total_seconds(),
+                (parse_iso_utc(chosen["end_at"]) - t0).total_seconds(),
+            )
+    night_date = str(data.night.get("night_date"))
+    table_page, pages = _event_page(data.events, chosen)
+    first = (table_page - 1) * NIGHT_EVENTS_PAGE
+    page = render_template(
+        "night.html",
+        page="nights",
+        night=data.night,
+        summary=summary,
+        events=data.events[first : first + NIGHT_EVENTS_PAGE],
+        event_count=len(data.events),
+        first_row=first + 1,
+        table_page=table_page,
+        pages=pages,
+        activity=charts.activity(axis, data.epochs),
+        sleep=charts.sleep_band(axis, data.epochs),
+        markers=charts.event_markers(axis, data.events, str(data.night["id"]), types, display.EVENT_LABELS),
+        vitals=charts.vitals(axis, data.vitals),
+        chosen=chosen,
+        wave=wave,
+        labels=LABELS,
+        tags=tags_by_date(conn).get(night_date, []),
+        checkin=checkins_by_date(conn).get(night_date),
+        error=error,
+    )
+    return page, (400 if error else 200)
+
+
+@bp.post("/night/<night_id>/relabel")
+def relabel_form(night_id: str) -> ResponseReturnValue:
+    """The relabel form: keep the user's label for one event of this night."""
+    conn = get_db()
+    data = None if conn is None else load_night(conn, night_id)
+    if conn is None or data is None:
+        raise NotFound(description=f"no night with id {night_id!r}")
+    event_id = request.form.get("event_id", "")
+    if not any(e["id"] == event_id for e in data.events):
+        raise BadRequest(description=f"event_id: night {night_id!r} has no event {event_id!r}")
+    try:
+        relabel(get_user_db(), event_id, request.form.get("label", ""), source="web")
+    except UserDataError as exc:
+        return _render_night(conn, data, event_id, error=str(exc))
+    return redirect(url_for("dashboard.night", night_id=night_id, event=event_id, saved=1) + "#event")
+
+
+@bp.get("/trends")
+def trends() -> ResponseReturnValue:
+    """Rates per night over the last weeks with tags marked, weekly means, with/without, notices."""
+    conn = get_db()
+    data = None if conn is None else history.trends(conn)
+    trend_charts = []
+    if data is not None:
+        trend_charts = [
+            (m["name"], m["title"], charts.trend(m["name"], data["nights"])) for m in data["metrics"]
+        ]
+    notices = [] if conn is None else queries.active_notices(conn)
+    return render_template("trends.html", page="trends", data=data, charts=trend_charts, notices=notices)
+
+
+@bp.post("/notices/<notice_id>/dismiss")
+def dismiss_notice_form(notice_id: str) -> ResponseReturnValue:
+    """Dismiss a notice from the Trends page."""
+    if not dismiss_notice(get_user_db(), notice_id, iso_utc(utc_now())):
+        raise NotFound(description=f"no notice with id {notice_id!r}")
+    return redirect(url_for("dashboard.trends"))
+
+
+def _default_date() -> str:
+    """Last night's date: the evening before today (local), as check-ins are written in the morning."""
+    return (date.today() - timedelta(days=1)).isoformat()
+
+
+def _scale(field: str) -> int | None:
+    text = request.form.get(field, "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise UserDataError(f"{field} must be a whole number from 1 to 5, got {text!r}")
+    return int(text)
+
+
+def _render_checkin(night_date: str, error: str | None = None, status: int = 200) -> ResponseReturnValue:
+    conn = get_db()
+    checkin = None if conn is None else checkins_by_date(conn).get(night_date)
+    tags = [] if conn is None else tags_by_date(conn).get(night_date, [])
+    page = render_template(
+        "checkin.html",
+        page="checkin",
+        night_date=night_date,
+        checkin=checkin,
+        tags=tags,
+        tag_choices=TAGS,
+        error=error,
+        saved=request.args.get("saved") == "1",
+    )
+    return page, status
+
+
+@bp.get("/checkin")
+def checkin() -> ResponseReturnValue:
+    """The morning check-in and the night's tags, for ``?date=YYYY-MM-DD`` (default: last night)."""
+    night_date = request.args.get("date") or _default_date()
+    try:
+        date.fromisoformat(night_date)
+    except ValueError:
+        raise BadRequest(description=f"date: must be a date as YYYY-MM-DD, got {night_date!r}") from None
+    return _render_checkin(night_date)
+
+
+@bp.post("/checkin")
+def checkin_post() -> ResponseReturnValue:
+    """Save the check-in form."""
+    night_date = request.form.get("night_date", "")
+    try:
+        set_checkin(
+            get_user_db(),
+            night_date,
+            sleep_quality=_scale("sleep_quality"),
+            spasm_severity=_scale("spasm_severity"),
+            note=request.form.get("note", ""),
+        )
+    except UserDataError as exc:
+        return _render_checkin(night_date if _is_date(night_date) else _default_date(), str(exc), 400)
+    return redirect(url_for("dashboard.checkin", date=night_date, saved=1))
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+@bp.post("/checkin/tags")
+def add_tag_form() -> ResponseReturnValue:
+    """Add a tag to a night date."""
+    night_date = request.form.get("night_date", "")
+    try:
+        add_tag(
+            get_user_db(),
+            night_date,
+            request.form.get("tag", ""),
+            detail=request.form.get("detail", ""),
+            at_local=request.form.get("at_local") or None,
+            source="web",
+        )
+    except UserDataError as exc:
+        return _render_checkin(night_date if _is_date(night_date) else _default_date(), str(exc), 400)
+    return redirect(url_for("dashboard.checkin", date=night_date, saved=1))
+
+
+@bp.post("/checkin/tags/<int:tag_id>/remove")
+def remove_tag_form(tag_id: int) -> ResponseReturnValue:
+    """Remove a tag; back to the check-in page of its date."""
+    night_date = request.form.get("night_date", "")
+    if not remove_tag(get_user_db(), tag_id):
+        raise NotFound(description=f"no tag with id {tag_id}")
+    return redirect(url_for("dashboard.checkin", date=night_date if _is_date(night_date) else None))
+
+
+@bp.get("/status")
+def status() -> ResponseReturnValue:
+    """Sensor health and calibration age, MQTT connection, outbox, disk, version."""
+    config = current_app.config
+    doc = status_info.status(get_db(), config["DATABASE"], config["UNIT_ID"])
+    return render_template("status.html", page="status", doc=doc)
+
+
+@bp.get("/export")
+def export() -> ResponseReturnValue:
+    """Links to the report and to each night's CSV and EDF+ files."""
+    conn = get_db()
+    rows = [] if conn is None else queries.export_rows(conn)
+    return render_template(
+        "export.html", page="export", nights=rows, report_ready=_report_module() is not None
+    )
+
+
+def _report_module() -> Any:
+    try:
+        from service.export import report
+    except ImportError:
+        return None
+    return report
+
+
+@bp.get("/export/report")
+def export_report() -> ResponseReturnValue:
+    """The clinician report over the last ``last`` nights (default 14), from ``service.export.report``."""
+    report = _report_module()
+    if report is None:
+        abort(404, description="the report is not available in this version")
+    text = request.args.get("last", "14")
+    if not text.isdigit() or not 1 <= int(text) <= 366:
+        raise BadRequest(description=f"last: must be a whole number of nights from 1 to 366, got {text!r}")
+    conn = get_db()
+    if conn is None:
+        raise NotFound(description="no data yet: the monitor has not recorded a night")
+    body = report.render_report(conn, last=int(text))
+    mimetype = "text/html" if body.lstrip().startswith("<") else "text/plain"
+    return Response(body, mimetype=mimetype)
+
+
+def _night_or_404(night_id: str) -> sqlite3.Connection:
+    conn = get_db()
+    if conn is None or not queries.night_exists(conn, night_id):
+        raise NotFound(description=f"no night with id {night_id!r}")
+    return conn
+
+
+@bp.get("/export/night/<night_id>.csv.zip")
+def export_csv(night_id: str) -> ResponseReturnValue:
+    """A zip of the night's CSV tables (nights, events, epochs, vitals, tags, check-ins)."""
+    from service.export.csv_export import TABLES, collect_tables, to_csv
+
+    conn = _night_or_404(night_id)
+    tables = collect_tables(conn, [night_id])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, columns in TABLES.items():
+            zf.writestr(f"{name}.csv", to_csv(columns, tables.get(name, [])))
+    return Response(
+        buffer.getvalue(),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="bedside-{_safe(night_id)}.csv.zip"'},
+    )
+
+
+@bp.get("/export/night/<night_id>.edf")
+def export_edf(night_id: str) -> ResponseReturnValue:
+    """The night's raw signal as EDF+ with its events as annotations; 404 once the raw signal is pruned."""
+    from service.export import RawSignalMissingError
+    from service.export.edf import write_edf
+
+    conn = _night_or_404(night_id)
+    with tempfile.TemporaryDirectory(prefix="bedside-edf-") as folder:
+        out = Path(folder) / "night.edf"
+        try:
+            write_edf(conn, night_id, out)
+        except RawSignalMissingError as exc:
+            raise NotFound(description=str(exc)) from None
+        data = out.read_bytes()
+    return Response(
+        data,
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="bedside-{_safe(night_id)}.edf"'},
+    )
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]

@@ -36,16 +36,27 @@ STATE_LABELS: dict[str, str] = {
     "moving": "Moving",
     "heart_bpm": "Heart rate",
     "breath_bpm": "Breathing rate",
+    "movements_per_hour": "Movements per hour of sleep",
+    "tracking": "Recording",
+    "profile": "Rule profile",
     "sensor_ok": "Sensor",
     "mqtt_connected": "MQTT",
     "outbox_len": "Unsent messages",
+    "suppressed_events": "Events held back",
+    "updated_at": "Last update",
 }
-"""Live-state keys shown on Tonight, in this order; other scalar keys follow under their name.
+"""Live-state keys shown on Tonight, in this order; other scalar keys follow with their name
+made readable (``some_key`` as "Some key"). static/tonight.js gets these pairs from the page.
 
 ``counts`` and ``night_id`` are left out: the page shows the night's counts from the events.
+``suppressed_events`` (events the rate limiter held back) is shown only when not 0.
 """
 
 HIDDEN_STATE_KEYS = frozenset({"counts", "night_id"})
+"""Live-state keys never shown as a row (static/tonight.js has the same list)."""
+
+SHOWN_WHEN_NONZERO = frozenset({"suppressed_events"})
+"""Live-state keys shown only when their value is not 0 (static/tonight.js has the same list)."""
 
 
 def event_label(event_type: str) -> str:
@@ -84,17 +95,31 @@ def intensity(value: float | None) -> str:
     return "–" if not value else f"{value:.1f}"
 
 
-def _state_value(key: str, value: Any) -> str:
+def state_label(key: str) -> str:
+    """Human name of a live-state key: from STATE_LABELS, else ``some_key`` as "Some key"."""
+    return STATE_LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def state_value(key: str, value: Any) -> str:
+    """A live-state value as Tonight shows it (static/tonight.js ``stateValue`` matches this)."""
+    if key == "movements_per_hour":
+        return "–" if not isinstance(value, int | float) or isinstance(value, bool) else f"{value:.1f}"
     if value is None:
         return "unknown"
     if key == "sensor_ok" and isinstance(value, bool):
         return "OK" if value else "FAULT"
     if key == "mqtt_connected" and isinstance(value, bool):
         return "connected" if value else "offline"
+    if key == "tracking" and isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if key in ("heart_bpm", "breath_bpm") and isinstance(value, int | float):
         return f"{value:.0f} /min"
+    if key == "profile" and isinstance(value, str):
+        return value.upper()
+    if key == "updated_at" and isinstance(value, str):
+        return local_time(value) or value
     return str(value)
 
 
@@ -110,9 +135,9 @@ def state_rows(state: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     rows = []
     for key in keys:
         value = state[key]
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list) or (key in SHOWN_WHEN_NONZERO and not value):
             continue
-        rows.append((key, STATE_LABELS.get(key, key), _state_value(key, value)))
+        rows.append((key, state_label(key), state_value(key, value)))
     return rows
 
 
@@ -130,13 +155,53 @@ def now_local() -> str:
     return datetime.now().astimezone().strftime("%H:%M %Z")
 
 
+def number(value: Any, suffix: str = "") -> str:
+    """A figure for a table: whole numbers as they are, others to 0.1; ``–`` when not known."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return "\u2013"
+    text = str(value) if isinstance(value, int) or float(value).is_integer() else f"{value:.1f}"
+    return text + suffix
+
+
+def minutes(value: Any) -> str:
+    """``7 h 05 min`` or ``42 min`` from minutes; ``–`` when not known."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return "\u2013"
+    whole = round(value)
+    if whole < 60:
+        return f"{whole} min"
+    return f"{whole // 60} h {whole % 60:02d} min"
+
+
+METRIC_LABELS = {
+    "spasms_per_night": "Spasms per night",
+    "movement_index_per_h": "Movements per hour of sleep",
+    "awakenings": "Awakenings per night",
+    "awakenings_per_night": "Awakenings per night",
+    "mean_spasm_intensity": "Mean spasm intensity",
+    "efficiency_pct": "Sleep efficiency (%)",
+    "total_sleep_min": "Sleep (min)",
+    "waso_min": "Awake after sleep onset (min)",
+}
+"""Plain names of the figures the trends and comparisons use."""
+
+
+def metric_label(name: Any) -> str:
+    """``Spasms per night`` for ``spasms_per_night``; an unknown name in words."""
+    text = str(name)
+    return METRIC_LABELS.get(text, text.replace("_", " ").capitalize())
+
+
 def init_app(app: Flask) -> None:
     """Register the filters."""
     app.jinja_env.filters.update(
+        number=number,
+        minutes=minutes,
         event_label=event_label,
         local_time=local_time,
         local_datetime=local_datetime,
         duration=duration,
         intensity=intensity,
         age=age,
+        metric_label=metric_label,
     )

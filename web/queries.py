@@ -197,3 +197,41 @@ def empty_state(unit_id: str) -> dict[str, Any]:
         "night_id": None,
         "night": None,
     }
+
+
+def active_notices(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Notices not dismissed yet, newest first, ``details`` decoded."""
+    rows = conn.execute(
+        "SELECT id, created_at, kind, message, details FROM notices WHERE dismissed_at IS NULL"
+        " ORDER BY created_at DESC"
+    ).fetchall()
+    return [
+        {
+            "id": row["id"],
+            "created_at": row["created_at"],
+            "kind": row["kind"],
+            "message": row["message"],
+            "details": _json_object(row["details"], f"details of notice {row['id']}") or {},
+        }
+        for row in rows
+    ]
+
+
+def export_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Nights newest first with whether their whole raw signal is still kept (for EDF+)."""
+    rows = conn.execute(
+        "SELECT n.id, n.night_date, n.kind, n.started_at, n.ended_at,"
+        " EXISTS (SELECT 1 FROM raw_chunks r WHERE r.night_id = n.id) AS has_raw"
+        " FROM nights n ORDER BY n.started_at DESC, n.rowid DESC"
+    ).fetchall()
+    return [
+        {
+            "id": row["id"],
+            "night_date": row["night_date"],
+            "kind": row["kind"],
+            "started_at": row["started_at"],
+            "ended_at": row["ended_at"],
+            "has_raw": bool(row["has_raw"]),
+        }
+        for row in rows
+    ]

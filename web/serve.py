@@ -21,18 +21,63 @@ from web import create_app
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THREADS = 4
-"""Waitress worker threads; each request (and later each live stream) holds one."""
+DEFAULT_THREADS = 8
+"""Waitress worker threads; each request and each open live stream (Tonight) holds one."""
 
 
-def serve(database: str, host: str = "127.0.0.1", port: int = 8080, unit_id: str = "bedside") -> None:
+def serve(
+    database: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    unit_id: str = "bedside",
+    *,
+    require_login: bool = False,
+    password_file: str | None = None,
+) -> None:
     """Serve the dashboard for ``database`` on ``host:port`` until interrupted (blocks).
 
-    ``host`` defaults to loopback; give ``0.0.0.0`` to reach it from a phone on the LAN.
+    ``host`` defaults to loopback, where no login is needed; any other address (``0.0.0.0``
+    to reach it from a phone on the LAN) requires the password (``bedside set-password``), as
+    does ``require_login``. Until a password is set such a server shows only the login page,
+    which says how to set one.
     """
-    app = create_app({"DATABASE": database, "UNIT_ID": unit_id})
+    app = create_app(
+        app_config(database, host, unit_id, require_login=require_login, password_file=password_file)
+    )
     logger.info("serving Bedside web on %s:%d", host, port)
     waitress.serve(app, host=host, port=port, threads=DEFAULT_THREADS, ident="bedside")
+
+
+def app_config(
+    database: str,
+    host: str,
+    unit_id: str = "bedside",
+    *,
+    require_login: bool = False,
+    password_file: str | None = None,
+) -> dict[str, Any]:
+    """The app's config for serving on ``host``: the login is required unless ``host`` is loopback."""
+    config: dict[str, Any] = {
+        "DATABASE": database,
+        "UNIT_ID": unit_id,
+        "LOGIN_REQUIRED": require_login or not is_loopback(host),
+    }
+    if password_file:
+        config["PASSWORD_FILE"] = password_file
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``127.x``, ``::1``) or ``localhost``."""
+    import ipaddress
+
+    bare = host.strip().strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerHandle:
@@ -80,7 +125,11 @@ class ServerHandle:
         if self._thread.is_alive():
             # The map belongs to the server's loop thread: close everything there, which
             # empties the map and ends the loop.
-            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
+            try:
+                self._server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
+            except OSError:
+                # The loop is already closing its own sockets (its trigger is gone): let it finish.
+                wasyncore.close_all(socket_map, ignore_all=True)
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 logger.warning("web server thread did not stop within %.1f s", timeout_s)
@@ -136,9 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     parser.add_argument("--unit", default="bedside", help="unit id whose live state to show")
+    parser.add_argument("--require-login", action="store_true", help="require the login on loopback too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    serve(args.db, host=args.host, port=args.port, unit_id=args.unit)
+    serve(args.db, host=args.host, port=args.port, unit_id=args.unit, require_login=args.require_login)
 
 
 if __name__ == "__main__":

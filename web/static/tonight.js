@@ -1,4 +1,6 @@
-// Bedside "Tonight": refreshes the page from the JSON API every few seconds.
+// Bedside "Tonight": follows the live stream (server-sent events from /api/stream); where that is
+// not available, or keeps failing, refreshes from the JSON API every few seconds instead.
+// root.dataset.live says which: "sse", "polling" (or "static" before the script ran).
 // Plain JavaScript, no framework, nothing loaded from elsewhere. Data goes into the page
 // with textContent only (never as HTML). Times arrive as UTC ISO text and are shown in the
 // browser's local time. Formatting matches web/display.py.
@@ -11,6 +13,7 @@
   }
   const stateUrl = root.dataset.stateUrl;
   const eventsUrl = root.dataset.eventsUrl;
+  const streamUrl = root.dataset.streamUrl;
   const refreshMs = Number(root.dataset.refreshMs) || 2000;
   const staleAfterS = Number(root.dataset.staleAfterS) || 30;
   const eventsLimit = Number(root.dataset.eventsLimit) || 50;
@@ -20,7 +23,9 @@
   const eventLabels = Object.fromEntries(eventPairs);
   const stateLabels = Object.fromEntries(statePairs);
   const eventOrder = eventPairs.map((pair) => pair[0]);
+  // Same lists as HIDDEN_STATE_KEYS and SHOWN_WHEN_NONZERO in web/display.py.
   const hiddenStateKeys = new Set(["counts", "night_id"]);
+  const shownWhenNonzero = new Set(["suppressed_events"]);
 
   function byId(id) {
     return document.getElementById(id);
@@ -100,7 +105,18 @@
     return eventLabels[type] || type;
   }
 
+  function stateLabel(key) {
+    if (stateLabels[key]) {
+      return stateLabels[key];
+    }
+    const words = key.replace(/_/g, " ");
+    return words.charAt(0).toUpperCase() + words.slice(1).toLowerCase();
+  }
+
   function stateValue(key, value) {
+    if (key === "movements_per_hour") {
+      return typeof value === "number" ? value.toFixed(1) : "\u2013";
+    }
     if (value === null || value === undefined) {
       return "unknown";
     }
@@ -111,10 +127,19 @@
       if (key === "mqtt_connected") {
         return value ? "connected" : "offline";
       }
+      if (key === "tracking") {
+        return value ? "on" : "off";
+      }
       return value ? "yes" : "no";
     }
     if ((key === "heart_bpm" || key === "breath_bpm") && typeof value === "number") {
       return value.toFixed(0) + " /min";
+    }
+    if (key === "profile" && typeof value === "string") {
+      return value.toUpperCase();
+    }
+    if (key === "updated_at" && typeof value === "string") {
+      return localTime(value) || value;
     }
     return String(value);
   }
@@ -153,7 +178,7 @@
     const ended = byId("night-ended");
     ended.hidden = !night.ended_at;
     ended.replaceChildren(document.createTextNode(" \u00b7 ended "), timeEl(night.ended_at, false));
-    byId("night-profile").textContent = night.profile;
+    byId("night-profile").textContent = String(night.profile || "").toUpperCase();
 
     const counts = night.counts || {};
     const types = eventOrder.filter((t) => t in counts);
@@ -192,13 +217,13 @@
     const items = [];
     for (const key of keys) {
       const value = state[key];
-      if (value !== null && typeof value === "object") {
+      if ((value !== null && typeof value === "object") || (shownWhenNonzero.has(key) && !value)) {
         continue;
       }
       const div = document.createElement("div");
       div.className = "state-item";
       div.dataset.key = key;
-      div.append(cell("dt", stateLabels[key] || key), cell("dd", stateValue(key, value)));
+      div.append(cell("dt", stateLabel(key)), cell("dd", stateValue(key, value)));
       items.push(div);
     }
     byId("state").replaceChildren(...items);
@@ -240,6 +265,44 @@
     timer = window.setTimeout(refresh, ms);
   }
 
+  function render(live, events) {
+    show("nodata", !live.night && !live.state);
+    renderNight(live.night);
+    renderState(live.state);
+    renderEvents(events);
+    renderStatus(live, true);
+  }
+
+  let source = null;
+  let failures = 0;
+
+  // Server-sent events: one "tonight" message at once, then on every change (and every few
+  // seconds). EventSource reconnects by itself; after three failures in a row without a message
+  // in between, the page falls back to polling.
+  function startStream() {
+    source = new EventSource(streamUrl);
+    root.dataset.live = "sse";
+    source.addEventListener("tonight", (msg) => {
+      failures = 0;
+      const data = JSON.parse(msg.data);
+      render(data, data.events || []);
+    });
+    source.addEventListener("error", () => {
+      // The server ends each stream after a few minutes and the browser reconnects at once:
+      // one error is normal; two in a row without a message mean the monitor is unreachable.
+      failures += 1;
+      if (failures >= 2) {
+        renderStatus(null, false);
+      }
+      if (failures >= 3) {
+        source.close();
+        source = null;
+        root.dataset.live = "polling";
+        schedule(0);
+      }
+    });
+  }
+
   async function refresh() {
     if (busy) {
       return;
@@ -252,11 +315,7 @@
         const query = new URLSearchParams({ night: live.night_id, limit: String(eventsLimit) });
         events = (await getJson(eventsUrl + "?" + query.toString())).events;
       }
-      show("nodata", !live.night && !live.state);
-      renderNight(live.night);
-      renderState(live.state);
-      renderEvents(events);
-      renderStatus(live, true);
+      render(live, events);
     } catch (err) {
       renderStatus(null, false);
       console.warn("Bedside refresh failed:", err);
@@ -276,9 +335,14 @@
   }
   // A phone woken at 3 a.m. should not show the state from when its screen went off.
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) {
+    if (!document.hidden && !source) {
       schedule(0);
     }
   });
-  schedule(refreshMs);
+  if (streamUrl && "EventSource" in window) {
+    startStream();
+  } else {
+    root.dataset.live = "polling";
+    schedule(refreshMs);
+  }
 })();

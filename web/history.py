@@ -1,0 +1,146 @@
+"""Past nights for the pages and the API: summaries (recomputed, cached), trends and tag comparisons.
+
+Summaries come from ``service.history.summary.summarize_night`` over the stored rows, so the
+user's relabels always count; a summary the daemon stored at the end of a night is used as is
+when it has the current ``SUMMARY_VERSION`` and the night has no relabels. A night's summary
+is cached in this process until its end time, its number of events or its relabels change,
+so the Nights and Trends pages stay fast on a Pi after the first visit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from flask import current_app
+
+from service.history.compare import compare_tags
+from service.history.load import list_nights, load_night, tags_by_date
+from service.history.summary import SUMMARY_VERSION, summarize_night
+from service.history.trends import change_rule, metric_value, weekly
+
+logger = logging.getLogger(__name__)
+
+CACHE_SIZE = 400
+"""Summaries kept in memory (about a year of nights and naps)."""
+
+TREND_METRICS: tuple[tuple[str, str], ...] = (
+    ("movement_index_per_h", "Movements per hour of sleep"),
+    ("spasms_per_night", "Spasms"),
+    ("awakenings_per_night", "Awakenings"),
+    ("efficiency_pct", "Sleep efficiency %"),
+)
+"""Per-night metrics drawn on the Trends page, with their chart titles."""
+
+
+class SummaryCache:
+    """Summaries by night id, each valid for one (ended_at, events, relabel stamp); thread-safe."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[str, tuple[tuple[Any, ...], dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, night_id: str, stamp: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.get(night_id)
+            if item is None or item[0] != stamp:
+                return None
+            self._items.move_to_end(night_id)
+            return item[1]
+
+    def put(self, night_id: str, stamp: tuple[Any, ...], summary: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[night_id] = (stamp, summary)
+            self._items.move_to_end(night_id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def _cache() -> SummaryCache:
+    cache = current_app.extensions.get("bedside_summaries")
+    if cache is None:
+        cache = current_app.extensions.setdefault("bedside_summaries", SummaryCache())
+    assert isinstance(cache, SummaryCache)
+    return cache
+
+
+def _stamps(conn: sqlite3.Connection) -> dict[str, tuple[int, int, str | None]]:
+    """Per night: (events, relabels, latest relabel time): what invalidates a cached summary."""
+    stamps: dict[str, tuple[int, int, str | None]] = {}
+    for row in conn.execute("SELECT night_id, COUNT(*) FROM events GROUP BY night_id"):
+        stamps[str(row[0])] = (int(row[1]), 0, None)
+    for row in conn.execute(
+        "SELECT e.night_id, COUNT(*), MAX(r.created_at) FROM relabels r JOIN events e ON e.id = r.event_id"
+        " GROUP BY e.night_id"
+    ):
+        events = stamps.get(str(row[0]), (0, 0, None))[0]
+        stamps[str(row[0])] = (events, int(row[1]), row[2])
+    return stamps
+
+
+def _stored_is_current(stored: Any, night: dict[str, Any], stamp: tuple[Any, ...]) -> bool:
+    """Whether the summary the daemon stored can be shown as is: same definitions, night over,
+    and no relabels (which change the counts) since."""
+    return (
+        isinstance(stored, dict)
+        and stored.get("summary_version") == SUMMARY_VERSION
+        and night.get("ended_at") is not None
+        and stamp[2] == 0
+    )
+
+
+def nights_with_summaries(
+    conn: sqlite3.Connection, *, kind: str | None = "night", limit: int | None = None
+) -> list[dict[str, Any]]:
+    """``list_nights`` rows, newest first, each with ``summary`` recomputed from its rows (cached)."""
+    nights = list_nights(conn, kind=kind, limit=limit)
+    stamps = _stamps(conn)
+    cache = _cache()
+    for night in nights:
+        night_id = str(night["id"])
+        stamp = (night.get("ended_at"), *stamps.get(night_id, (0, 0, None)))
+        summary = cache.get(night_id, stamp) if night.get("ended_at") else None
+        stored = night.get("summary")
+        if summary is None and _stored_is_current(stored, night, stamp):
+            summary = stored
+        if summary is None:
+            data = load_night(conn, night_id)
+            if data is None:  # deleted between the two queries
+                continue
+            summary = summarize_night(data)
+            if night.get("ended_at"):
+                cache.put(night_id, stamp, summary)
+        night["summary"] = summary
+    return nights
+
+
+def trends(conn: sqlite3.Connection, *, limit: int = 90) -> dict[str, Any]:
+    """Everything the Trends page and ``/api/trends`` show over the newest ``limit`` nights.
+
+    ``nights``: oldest first, each with its date, id, tags and one value per trend metric;
+    ``weekly``, ``change`` (the change rule's report) and ``comparisons`` (with/without per tag).
+    """
+    nights = nights_with_summaries(conn, kind="night", limit=limit)
+    tags = tags_by_date(conn)
+    per_night = []
+    for night in sorted(nights, key=lambda n: (str(n.get("night_date")), str(n["started_at"]))):
+        date = str(night.get("night_date"))
+        per_night.append(
+            {
+                "night_id": night["id"],
+                "night_date": date,
+                "tags": [t["tag"] + (f":{t['detail']}" if t["detail"] else "") for t in tags.get(date, [])],
+                **{name: metric_value(night, name) for name, _ in TREND_METRICS},
+            }
+        )
+    return {
+        "nights": per_night,
+        "metrics": [{"name": name, "title": title} for name, title in TREND_METRICS],
+        "weekly": weekly(nights),
+        "change": change_rule(nights).as_dict(),
+        "comparisons": [c.as_dict() for c in compare_tags(nights, tags)],
+    }
