@@ -1,0 +1,173 @@
+"""Storage faults: the disk fills up mid-night (a small tmpfs), and a reader holds a read transaction.
+
+The small file system is a real tmpfs mounted for the test (the tests run as root here); space
+"returns" by deleting the file that filled it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemonutil import query, stop_daemon, stored_events
+from tests.mqttutil import wait_until
+from tests.reliability.conftest import expected_events, integrity, run_daemon, same_events, stored_relative
+
+UNIT = "rel-disk"
+SEED = 8
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted under tmp_path, unmounted after the test."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt: Path) -> Path:
+    """Write a file until the file system is full; returns it (delete it to give the space back)."""
+    filler = mnt / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def _grow(mnt: Path) -> None:
+    """Give the file system more room (as an admin freeing or enlarging the disk would)."""
+    subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+
+
+def _args(db: Path, *extra: str) -> list[str]:
+    return ["--db", str(db), "--no-mqtt", "--no-web", "--unit-id", UNIT, "--seed", str(SEED), *extra]
+
+
+@pytest.mark.slow
+def test_a_full_disk_never_corrupts_the_database_and_a_restart_recovers_when_space_returns(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    db = small_disk / "b.sqlite3"
+    proc = run_daemon(_args(db, "--speed", "100", "--duration-s", "3600"), tmp_path / "full.log")
+    try:
+        wait_until(lambda: len(stored_events(db)) >= 5, timeout_s=60, what="events before the disk fills")
+        before = {e["id"] for e in stored_events(db)}
+        filler = _fill(small_disk)
+        log_path = tmp_path / "full.log"
+        wait_until(
+            lambda: proc.poll() is not None or "full" in log_path.read_text().lower(),
+            timeout_s=60,
+            what="the daemon to meet the full disk",
+        )
+        if proc.poll() is None:  # today it exits at the first failed write (gap 1); if not, stop it
+            stop_daemon(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert integrity(db) == "ok", "a full disk leaves the database sound"
+    assert before <= {e["id"] for e in stored_events(db)}, "nothing stored before the disk filled is lost"
+    log = (tmp_path / "full.log").read_text()
+    assert "full" in log.lower(), "the log names the problem"
+    filler.unlink()
+    _grow(small_disk)
+    again = run_daemon(_args(db, "--speed", "0", "--duration-s", "1800"), tmp_path / "again.log")
+    assert again.wait(120) == 0, (tmp_path / "again.log").read_text()
+    assert integrity(db) == "ok"
+    stored = stored_events(db)
+    assert before <= {e["id"] for e in stored}
+    nights = [r["id"] for r in query(db, "SELECT id FROM nights ORDER BY started_at")]
+    reference = expected_events(SEED, 1800)
+    last = [e for e in stored if e["night_id"] == nights[-1]]
+    assert same_events(stored_relative(last, reference), reference), "the night after recovery is whole"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="service/app.py lets sqlite3 'database or disk is full' end the daemon with a traceback; "
+    "it should log one clear error, keep detecting with events held in memory, report it in the "
+    "health, and write them when space returns (RELIABILITY.md, 'Known gaps')",
+)
+def test_a_full_disk_is_a_health_error_and_detection_goes_on_until_space_returns(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    db = small_disk / "b.sqlite3"
+    duration_s = 1800.0
+    proc = run_daemon(_args(db, "--speed", "60", "--duration-s", str(duration_s)), tmp_path / "d.log")
+    try:
+        wait_until(lambda: len(stored_events(db)) >= 3, timeout_s=60, what="events before the disk fills")
+        filler = _fill(small_disk)
+        time.sleep(5.0)  # five simulated minutes on a full disk
+        status = subprocess.run(
+            [".venv/bin/python", "-m", "service", "status", "--db", str(db)],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+            env={k: v for k, v in os.environ.items() if not k.startswith("BEDSIDE_")}
+            | {"BEDSIDE_UNIT_ID": UNIT},
+        )
+        alive_while_full = proc.poll() is None
+        filler.unlink()
+        _grow(small_disk)
+        code = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "d.log").read_text()
+    assert alive_while_full, f"the daemon survives a full disk:\n{log[-3000:]}"
+    assert code == 0 and "Traceback" not in log
+    assert "disk" in log.lower() and "full" in log.lower(), "one clear log line names the full disk"
+    assert status.returncode == 1 and "full" in status.stdout.lower(), status.stdout
+    assert integrity(db) == "ok"
+    reference = expected_events(SEED, duration_s)
+    assert same_events(stored_relative(stored_events(db), reference), reference), "nothing detected was lost"
+
+
+@pytest.mark.slow
+def test_a_reader_holding_a_read_transaction_does_not_block_the_daemon(tmp_path: Path) -> None:
+    db = tmp_path / "b.sqlite3"
+    proc = run_daemon(_args(db, "--speed", "100", "--duration-s", "3600"), tmp_path / "d.log")
+    try:
+        wait_until(lambda: len(stored_events(db)) >= 2, timeout_s=60, what="the night under way")
+        reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            held = reader.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            live_before = query(db, "SELECT updated_at FROM live_state")[0]["updated_at"]
+            hold_s = 6.0  # ten simulated minutes
+            time.sleep(hold_s)
+            written = len(stored_events(db))
+            live_after = query(db, "SELECT updated_at FROM live_state")[0]["updated_at"]
+            still_same = reader.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        assert proc.poll() is None, (tmp_path / "d.log").read_text()
+        assert stop_daemon(proc) == 0, (tmp_path / "d.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert still_same == held, "the reader saw one consistent snapshot"
+    assert written > held, "the daemon kept writing events while the reader held its transaction"
+    assert live_after > live_before, "the live state kept being updated"
+    assert integrity(db) == "ok"
+    assert "locked" not in (tmp_path / "d.log").read_text()
