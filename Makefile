@@ -10,12 +10,13 @@ $(STAMP): pyproject.toml
 	./scripts/system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/bedside demo-history --nights 30 --if-empty
 	$(BIN)/bedside run
 
 lint: $(STAMP)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and the demo need, where missing: mosquitto (the real
-# broker the tests start on their own ports) and python3-venv. Idempotent; needs root or sudo
+# broker the tests start on their own ports), python3-venv, openssl, chromium and chromium-driver. Idempotent; needs root or sudo
 # only when something is missing.
 set -euo pipefail
 
@@ -9,6 +9,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ] || missing+=(mosquitto)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS broker test makes its own CA
+# The dashboard's browser tests drive Debian's own headless Chromium (never a downloaded browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

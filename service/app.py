@@ -36,9 +36,12 @@ from service.live import LiveState
 from service.mqtt import MqttLink
 from service.payloads import event_row
 from service.ratelimit import EventLimiter, MovingDebounce
+from service.rawsignal import ChunkCutter, RawRing, snippet_span
 from service.sdnotify import notify, watchdog_interval_s
+from service.sessions import Action, End, SessionTracker, Start, rules_from_config
+from service.store.signal_codec import encode
 from service.store.store import Store
-from service.timefmt import iso_utc, utc_now
+from service.timefmt import iso_utc, parse_iso_utc, utc_now
 from service.topics import Topics
 
 if TYPE_CHECKING:
@@ -46,14 +49,25 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Live state is written to the database at most this often unless a flag flips.
+#: Live state is written to the database at most this often when it changed (unless a flag flips)...
 LIVE_WRITE_PERIOD_S = 1.0
+#: ...and this often when nothing but its time changed (a heartbeat for `bedside status`).
+LIVE_HEARTBEAT_S = 10.0
 #: Vitals-only changes of the retained MQTT state are published at most this often.
 STATE_PUBLISH_PERIOD_S = 10.0
 #: The sensor counts as healthy again this many seconds (stream time) after its last fault.
 SENSOR_OK_AFTER_S = 60.0
 #: How many event ids are remembered to resolve an awakening's cause.
 CAUSE_MEMORY = 1000
+#: Seconds of raw signal held for event snippets (an event is emitted a little after it ends).
+RING_S = 600.0
+#: A night left open by a restart is resumed when its newest data is at most this old.
+RESUME_WITHIN = timedelta(hours=3)
+#: A forward jump of the wall clock by more than this re-anchors the stream clock (a Pi without
+#: a real-time clock boots with a stale time until NTP sets it).
+CLOCK_JUMP_S = 120.0
+#: Session rules are checked this often, in stream seconds.
+SESSION_TICK_S = 1.0
 
 
 class Daemon:
@@ -72,9 +86,11 @@ class Daemon:
         self._web: subprocess.Popen[bytes] | None = None
         self._stream_start: datetime | None = None
         self._event_ids: OrderedDict[int, str] = OrderedDict()
+        self._pending_chunks: list[Any] = []
         self._stopping = asyncio.Event()
         self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._last_live_write = 0.0
+        self._last_live_doc: dict[str, Any] = {}
         self._last_state_publish = 0.0
         self._last_watchdog = 0.0
         self._watchdog_s = watchdog_interval_s()
@@ -93,6 +109,16 @@ class Daemon:
         self.untracked_events = 0
         self.blocks = 0
         self.events_written = 0
+        self.auto_sessions = cfg.sessions.mode == "auto"
+        self.rules = rules_from_config(cfg.sessions)
+        self.sessions = SessionTracker(self.rules)
+        self.night_started: datetime | None = None
+        self._left_open: list[dict[str, Any]] = []
+        self._ring: RawRing | None = None
+        self._chunks: ChunkCutter | None = None
+        self._pending_snippets: list[tuple[str, str, int, int, int]] = []
+        self._last_tick_s = -SESSION_TICK_S
+        self._clock_back_warned = False
 
     # ----- start and stop --------------------------------------------------------------------
     async def start(self) -> None:
@@ -103,7 +129,7 @@ class Daemon:
         await self._step("store", self._open_store, self._close_store)
         if self.cfg.mqtt.enabled:
             await self._step("MQTT link", self._start_mqtt, self._stop_mqtt)
-        await self._step("night", self._start_night, self._end_night)
+        await self._step("night", self._begin_tracking, self._finish_tracking)
         if self.cfg.web.enabled:
             await self._step("dashboard", self._start_web, self._stop_web)
         if self.cfg.controls.button_pin is not None or self.cfg.controls.led_pin is not None:
@@ -144,55 +170,251 @@ class Daemon:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
 
-    async def _start_night(self) -> None:
+    async def _begin_tracking(self) -> None:
+        """Find nights a crash or restart left open; the first block decides whether the newest goes on.
+
+        In ``run`` mode the night starts with the stream; in ``auto`` mode on bed entry."""
+        assert self.store is not None
+        self._left_open = await self.store.open_nights(self.cfg.unit_id)
+
+    async def _resume_or_close(self, t0: datetime) -> None:
+        """The newest night left open goes on if the stream starts within RESUME_WITHIN of its last data
+        (auto mode); every other one is closed at its last data, with its summary."""
+        for night in self._left_open:
+            gap = t0 - parse_iso_utc(night["last_at"])
+            if self.auto_sessions and self.night_id is None and timedelta(minutes=-5) <= gap <= RESUME_WITHIN:
+                self.night_id = night["id"]
+                self.night_started = parse_iso_utc(night["started_at"])
+                self.sessions.resume(self.night_started, night["kind"], in_bed=None, at=t0)
+                self._enter_night(t0)
+                logger.info(
+                    "night %s was left open %s before this stream began: it goes on", night["id"], gap
+                )
+            else:
+                await self._close_left_open(night["id"], night["last_at"], night["kind"])
+        self._left_open = []
+
+    async def _close_left_open(self, night_id: str, last_at: str, kind: str) -> None:
+        assert self.store is not None
+        await self.store.flush()
+        summary = await self._summary_of(night_id, last_at, kind)
+        await self.store.end_night(night_id, last_at, summary, kind=kind, end_reason="daemon_stop")
+        logger.info("night %s left open by an earlier run closed at %s", night_id, last_at)
+
+    async def _finish_tracking(self) -> None:
+        """On stop: keep what the stream gave; in ``auto`` mode an open night stays open for the next run."""
+        await self._store_raw(final=True)
+        if self.night_id is None:
+            return
+        if self.auto_sessions:
+            logger.info("night %s stays open: it goes on if Bedside restarts within %s", self.night_id,
+                        RESUME_WITHIN)  # fmt: skip
+            return
+        await self._apply(self.sessions.command_stop(self._stream_now(), reason="daemon_stop"))
+
+    def _stream_dt(self, t_s: float) -> datetime:
+        assert self._stream_start is not None
+        return self._stream_start + timedelta(seconds=t_s)
+
+    def _stream_now(self) -> datetime:
+        """The stream clock now (the wall clock before the first block)."""
+        if self._stream_start is None or self._next_index is None:
+            return utc_now()
+        return self._stream_dt(self._next_index / self.source.rate_hz)
+
+    async def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Start):
+                await self._start_night(action)
+            elif isinstance(action, End):
+                await self._end_night(action)
+
+    async def _start_night(self, start: Start) -> None:
         assert self.store is not None
         if self.night_id is not None:
             logger.info("night %s is already being tracked", self.night_id)
             return
-        now = utc_now()
-        self.night_id = f"{now:%Y%m%dT%H%M%SZ}-{self.cfg.unit_id}-{uuid.uuid4().hex[:6]}"
+        self.night_id = f"{start.at:%Y%m%dT%H%M%SZ}-{self.cfg.unit_id}-{uuid.uuid4().hex[:6]}"
+        self.night_started = start.at
         await self.store.start_night(
             self.night_id,
             self.cfg.unit_id,
-            iso_utc(now),
+            iso_utc(start.at),
             self.profile,
             self.source_label,
+            kind=start.kind,
+            night_date=start.night_date.isoformat(),
+            start_reason=start.reason,
+            rate_hz=self.source.rate_hz,
         )
+        self._enter_night(start.at)
+        logger.info(
+            "%s %s started (%s; source: %s)", start.kind, self.night_id, start.reason, self.source_label
+        )
+
+    def _enter_night(self, started: datetime) -> None:
+        """Reset tonight's figures and begin keeping raw signal (from the start, if the ring has it)."""
         self.live.night_id = self.night_id
         self.live.counts.clear()
         self.live.tracking = True
         self._asleep_s = self._in_bed_s = 0.0
-        logger.info("night %s started (source: %s)", self.night_id, self.source_label)
+        self._chunks = None
+        if self.cfg.storage.raw_retention_days > 0 and self._stream_start is not None:
+            rate = self.source.rate_hz
+            first = max(0, round((started - self._stream_start).total_seconds() * rate))
+            if self._ring is not None:
+                first = max(first, self._ring.start_index)
+            self._chunks = ChunkCutter(rate, first)
+            if self._ring is not None and self._ring.end_index > first:
+                held = self._ring.slice(first, self._ring.end_index)
+                if held is not None:
+                    self._pending_chunks = self._chunks.add(first, held)
 
-    async def _end_night(self) -> None:
+    async def _end_night(self, end: End) -> None:
         assert self.store is not None
         if self.night_id is None:
             return
-        summary = self._night_summary()
-        ended = utc_now()
-        payload = json.dumps({**summary, "ended": iso_utc(ended)}, separators=(",", ":"))
+        night_id = self.night_id
+        await self._store_raw(final=True)
+        ended = iso_utc(end.at)
+        await self.store.flush()  # the summary reads every epoch and vitals row
+        summary = await self._summary_of(night_id, ended, end.kind)
+        payload = json.dumps({**summary, "ended": ended}, separators=(",", ":"))
         outbox = [(self.topics.night, payload, 1, True)] if self.mqtt is not None else []
-        await self.store.end_night(self.night_id, iso_utc(ended), summary, outbox)
-        logger.info("night %s ended: %s", self.night_id, summary)
+        await self.store.end_night(night_id, ended, summary, outbox, kind=end.kind, end_reason=end.reason)
+        logger.info("%s %s ended (%s): %s", end.kind, night_id, end.reason, _brief(summary))
         self.night_id = self.live.night_id = None
+        self.night_started = None
+        self._chunks = None
         self.live.tracking = False
         if self.mqtt is not None:
             self.mqtt.kick()
+        await self._prune_raw()
+        if end.kind == "night":
+            await self._check_trend()
         await self._publish_live(force=True)
 
-    def _night_summary(self) -> dict[str, Any]:
-        """What the ``night`` topic carries (the Nights issue deepens it)."""
+    async def _summary_of(self, night_id: str, ended: str, kind: str) -> dict[str, Any]:
+        """The night's summary from what is stored (service.history), or tonight's counts if that fails."""
+        tz = self.rules.tz
+
+        def compute() -> dict[str, Any] | None:
+            from service.history.load import connect, load_night
+            from service.history.summary import summarize_night
+
+            conn = connect(self.cfg.storage.db_path, readonly=True)
+            try:
+                data = load_night(conn, night_id)
+                if data is None:
+                    return None
+                data = dataclasses.replace(data, night={**data.night, "ended_at": ended, "kind": kind})
+                return summarize_night(data, tz=tz)
+            finally:
+                conn.close()
+
+        try:
+            summary = await asyncio.to_thread(compute)
+        except Exception:
+            logger.exception("summary of night %s failed; keeping tonight's counts only", night_id)
+            summary = None
+        return summary if summary is not None else self._night_summary(night_id)
+
+    def _night_summary(self, night_id: str) -> dict[str, Any]:
+        """Tonight's counts as the daemon kept them (a fallback when the stored summary fails)."""
         movements = sum(self.live.counts[t] for t in MOVEMENT_TYPES)
         return {
-            "night_id": self.night_id,
+            "night_id": night_id,
             "counts": dict(sorted(self.live.counts.items())),
             "movements": movements,
             "time_in_bed_min": round(self._in_bed_s / 60.0, 1),
-            "sleep_min": round(self._asleep_s / 60.0, 1),
+            "total_sleep_min": round(self._asleep_s / 60.0, 1),
             "efficiency_pct": round(100.0 * self._asleep_s / self._in_bed_s, 1) if self._in_bed_s else None,
-            "movements_per_hour": self.live.movements_per_hour,
+            "movement_index_per_h": self.live.movements_per_hour,
             "profile": self.profile,
         }
+
+    async def _prune_raw(self) -> None:
+        assert self.store is not None
+        days = self.cfg.storage.raw_retention_days
+        removed = await self.store.prune_raw(iso_utc(utc_now() - timedelta(days=days)))
+        if removed:
+            logger.info("raw signal older than %d day(s) removed (%d chunks); snippets kept", days, removed)
+
+    async def _check_trend(self) -> None:
+        """Apply the change rule to the nights so far; a flagged rise becomes a notice (never a diagnosis)."""
+        assert self.store is not None
+
+        def compute() -> dict[str, Any]:
+            from service.history.load import connect, list_nights
+            from service.history.trends import change_rule
+
+            conn = connect(self.cfg.storage.db_path, readonly=True)
+            try:
+                return change_rule(list_nights(conn, kind="night")).as_dict()
+            finally:
+                conn.close()
+
+        try:
+            report = await asyncio.to_thread(compute)
+        except Exception:
+            logger.exception("trend check failed")
+            return
+        created = iso_utc(utc_now())
+        if report.get("flagged"):
+            active = await self.store.active_notice("trend_rise")
+            if active is None or active["message"] != report.get("message"):
+                await self.store.add_notice(
+                    uuid.uuid4().hex, created, "trend_rise", str(report["message"]), report
+                )
+                logger.warning("notice: %s", report["message"])
+        await self._publish_notice()
+
+    async def _publish_notice(self) -> None:
+        """The retained ``notice`` topic: the active trend notice, or none."""
+        assert self.store is not None
+        if self.mqtt is None:
+            return
+        active = await self.store.active_notice("trend_rise")
+        doc: dict[str, Any] = {"active": active is not None, "kind": "trend_rise"}
+        if active is not None:
+            doc.update(message=active["message"], created=active["created_at"], id=active["id"])
+        self.mqtt.publish_retained(self.topics.notice, doc)
+
+    async def _store_raw(self, *, final: bool = False) -> None:
+        """Write finished raw chunks and the snippets whose signal the ring now holds."""
+        assert self.store is not None
+        if self._ring is None:
+            return
+        ring, rate = self._ring, self._ring.rate_hz
+        chunks = list(self._pending_chunks)
+        self._pending_chunks = []
+        if final and self._chunks is not None:
+            chunks += self._chunks.flush()
+        if self.night_id is not None and self.night_started is not None and self._stream_start is not None:
+            for chunk in chunks:
+                at = self._stream_dt(chunk.start_index / rate)
+                offset = round((at - self.night_started).total_seconds() * rate)
+                encoding, blob = encode(chunk.samples)
+                await self.store.add_raw_chunk(
+                    self.night_id, offset, iso_utc(at), rate, int(chunk.samples.size), encoding, blob
+                )
+        keep: list[tuple[str, str, int, int, int]] = []
+        for event_id, night_id, a, b, end_b in self._pending_snippets:
+            if ring.end_index < b and not final:
+                keep.append((event_id, night_id, a, b, end_b))
+                continue
+            if a < ring.start_index:
+                # A long event (a PLM series) whose start the ring no longer holds: keep its last part.
+                a, b = max(ring.start_index, end_b - (b - a)), end_b
+            samples = ring.slice(a, b)
+            if samples is None:
+                continue
+            a = max(a, ring.start_index)
+            encoding, blob = encode(samples)
+            await self.store.add_snippet(
+                event_id, night_id, self._utc(a / rate), rate, int(samples.size), encoding, blob
+            )
+        self._pending_snippets = keep
 
     async def _start_mqtt(self) -> None:
         assert self.store is not None
@@ -225,6 +447,10 @@ class Daemon:
             "--port", str(self.cfg.web.port),
             "--unit-id", self.cfg.unit_id,
         ]  # fmt: skip
+        if self.cfg.web.require_login:
+            cmd.append("--require-login")
+        if self.cfg.web.password_file:
+            cmd += ["--password-file", self.cfg.web.password_file]
         self._web = subprocess.Popen(cmd)
         logger.info("dashboard at http://%s:%d (pid %d)", self.cfg.web.host, self.cfg.web.port, self._web.pid)
 
@@ -261,6 +487,10 @@ class Daemon:
         kind = {"mark": "spasm_mark", "awake": "awake_mark"}.get(action)
         if kind is None:
             logger.warning("unknown button action %r ignored", action)
+            return
+        if action == "awake" and self.night_id is None and self._stream_start is not None:
+            # A long press with no night open starts one ("going to bed now").
+            self._spawn(self._apply(self.sessions.command_start(self._stream_now(), reason="button")))
             return
         self._spawn(self.annotate(kind, source="button"))
 
@@ -337,14 +567,20 @@ class Daemon:
                     logger.info("source ended after %d blocks", self.blocks)
                     break
                 if self._stream_start is None:
-                    self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
+                    await self._stream_began(block)
+                else:
+                    await self._check_clock(block)
                 self.blocks += 1
                 await self._fill_gap(block)
                 await self._handle(self.detector.process(block.samples))
                 if block.n:
                     self._last_sample = float(block.samples[-1])
                     self._next_index = block.index + block.n
+                    await self._keep_raw(block)
                 t_s = (block.index + block.n) / block.rate_hz
+                if t_s - self._last_tick_s >= SESSION_TICK_S:
+                    self._last_tick_s = t_s
+                    await self._apply(self.sessions.tick(self._stream_dt(t_s)))
                 if not self.live.sensor_ok:
                     self._check_sensor_recovered(t_s)
                 if self.live.moving and not self.debounce.update(self._moving_raw, t_s):
@@ -355,6 +591,50 @@ class Daemon:
                 self._feed_watchdog()
         finally:
             stop_wait.cancel()
+
+    async def _stream_began(self, block: Block) -> None:
+        """The first block fixes the stream clock; then the night starts (run mode) or resumes."""
+        self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
+        self._ring = RawRing(block.rate_hz, RING_S)
+        t0 = self._stream_dt(block.index / block.rate_hz)
+        await self._resume_or_close(t0)
+        if not self.auto_sessions:
+            await self._apply(self.sessions.command_start(t0, reason="daemon"))
+        await self._publish_notice()
+
+    async def _check_clock(self, block: Block) -> None:
+        """A wall clock that jumps forward (NTP setting a Pi that booted with a stale time) re-anchors
+        the stream clock, so tonight's times and windows follow the real time; events keep their order.
+        A clock that goes back is not followed (times stay monotonic) and is logged once."""
+        assert self._stream_start is not None
+        expected = self._stream_dt(block.index / block.rate_hz)
+        jump = (block.t0 - expected).total_seconds()
+        if jump > CLOCK_JUMP_S:
+            delta = timedelta(seconds=jump)
+            logger.warning("wall clock jumped forward by %.0f s: stream times re-anchored", jump)
+            self._stream_start += delta
+            self.sessions.shift(delta)
+            if self.night_id is not None and self.night_started is not None:
+                assert self.store is not None
+                self.night_started += delta
+                await self.store.shift_night_start(
+                    self.night_id,
+                    iso_utc(self.night_started),
+                    self.rules.night_date(self.night_started).isoformat(),
+                )
+        elif jump < -CLOCK_JUMP_S and not self._clock_back_warned:
+            self._clock_back_warned = True
+            logger.warning("wall clock went back by %.0f s: stream times keep running forward", -jump)
+
+    async def _keep_raw(self, block: Block) -> None:
+        """Hold the block in the ring for snippets and, while a night is open, in its raw chunks."""
+        assert self._ring is not None
+        samples = block.samples if block.samples.ndim == 1 else block.samples[:, 0]
+        self._ring.extend(block.index, samples)
+        if self._chunks is not None and self.night_id is not None:
+            self._pending_chunks += self._chunks.add(block.index, samples)
+        if self._pending_chunks or self._pending_snippets:
+            await self._store_raw()
 
     async def _fill_gap(self, block: Block) -> None:
         """Samples the source lost (a dropped block) are filled with the last value, so the
@@ -412,6 +692,8 @@ class Daemon:
                 flipped = True
             elif isinstance(out, State):
                 flipped |= self._on_state(out)
+                if self.auto_sessions and out.in_bed is not None:
+                    await self._apply(self.sessions.bed(self._stream_dt(out.t_s), out.in_bed))
             elif isinstance(out, Epoch):
                 await self._on_epoch(out)
             elif isinstance(out, Vitals):
@@ -428,6 +710,8 @@ class Daemon:
             self.live.sensor_ok = False
             self._show_health()
             self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
+        if event.type == "bed_entry" and self.auto_sessions and self.night_id is None:
+            await self._apply(self.sessions.bed(self._stream_dt(event.start_s), True))
         if self.night_id is None:
             self.untracked_events += 1
             logger.debug("%s not recorded: tracking is off", event.type)
@@ -454,6 +738,15 @@ class Daemon:
             logger.debug("%s stored but not published: over the rate limit", event.type)
         await self.store.add_event(row, outbox, iso_utc(utc_now()))
         self.events_written += 1
+        if self._ring is not None:
+            rate = self._ring.rate_hz
+            a_s, b_s = snippet_span(
+                event.start_s, event.end_s, self.cfg.storage.snippet_pad_s, self.cfg.storage.snippet_max_s
+            )
+            end_b = round((event.end_s + self.cfg.storage.snippet_pad_s) * rate)
+            self._pending_snippets.append(
+                (event_id, self.night_id, round(a_s * rate), round(b_s * rate), end_b)
+            )
         self.live.counts[event.type] += 1
         self._update_rates()
         if publish and self.mqtt is not None:
@@ -510,10 +803,17 @@ class Daemon:
             if force or now - self._last_state_publish >= STATE_PUBLISH_PERIOD_S:
                 self.mqtt.publish_retained(self.topics.state, self.live.as_dict())
                 self._last_state_publish = now
-        if force or now - self._last_live_write >= LIVE_WRITE_PERIOD_S:
+        since = now - self._last_live_write
+        if force or since >= LIVE_HEARTBEAT_S or (since >= LIVE_WRITE_PERIOD_S and self._live_changed()):
             self.live.updated_at = iso_utc(utc_now())
-            await self.store.set_live_state(self.cfg.unit_id, self.live.updated_at, self.live.as_dict())
+            doc = self.live.as_dict()
+            await self.store.set_live_state(self.cfg.unit_id, self.live.updated_at, doc)
             self._last_live_write = now
+            self._last_live_doc = {k: v for k, v in doc.items() if k != "updated_at"}
+
+    def _live_changed(self) -> bool:
+        doc = {k: v for k, v in self.live.as_dict().items() if k != "updated_at"}
+        return doc != self._last_live_doc
 
     def _on_mqtt_connection(self, connected: bool) -> None:
         self.live.mqtt_connected = connected
@@ -527,7 +827,13 @@ class Daemon:
             return
         logger.info("MQTT command: %s", command)
         if isinstance(command, NightCommand):
-            self._spawn(self._start_night() if command.action == "start" else self._end_night())
+            now = self._stream_now()
+            actions = (
+                self.sessions.command_start(now)
+                if command.action == "start"
+                else self.sessions.command_stop(now)
+            )
+            self._spawn(self._apply(actions))
             self._spawn(self._publish_live(force=True))
         elif isinstance(command, MarkCommand):
             self._spawn(self.annotate(command.kind, source="mqtt", note=command.note))
@@ -543,3 +849,8 @@ class Daemon:
         if self.detector is not None:
             self.detector.set_profile(profile)
         self._spawn(self._publish_live(force=True))
+
+
+def _brief(summary: dict[str, Any]) -> str:
+    keys = ("time_in_bed_min", "total_sleep_min", "efficiency_pct", "movements", "awakenings")
+    return ", ".join(f"{k}={summary[k]}" for k in keys if k in summary)

@@ -1,19 +1,23 @@
-"""The ``bedside`` command: run, analyze, validate-config, web.
+"""The ``bedside`` command: run, analyze, validate-config, web; nights, report, export, tag, checkin.
 
-Exit codes: 0 success; 1 runtime failure; 2 bad command line (argparse); 3 invalid
-configuration; 4 unreadable recording or sensor; 5 database problem. Errors are one clear
-message on stderr, never a traceback for bad input.
+Exit codes: 0 success; 1 runtime failure; 2 bad command line (argparse), or bad input the
+history commands refuse (unknown night id, malformed date or tag, an output path that would
+overwrite an export); 3 invalid configuration; 4 unreadable recording or sensor (also: the
+night's whole raw signal, needed for EDF, was pruned); 5 database problem (missing file,
+unreadable or too old a schema). Errors are one clear message on stderr, never a traceback
+for bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -99,7 +103,112 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--host", help="listen address")
     web.add_argument("--port", type=int, help="listen port")
     web.add_argument("--unit-id", help="unit name")
+    web.add_argument("--require-login", action="store_true", help="require the login on loopback too")
+    web.add_argument("--password-file", help="file holding the password hash (default: beside the database)")
+
+    setpw = sub.add_parser(
+        "set-password", help="set the dashboard password (needed when it listens beyond loopback)"
+    )
+    setpw.add_argument("--config", help="TOML config file")
+    setpw.add_argument("--db", help="SQLite database file (the password file goes beside it)")
+    setpw.add_argument("--stdin", action="store_true", help="read the password from one line of stdin")
+    _history_parsers(sub)
     return p
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (default: $BEDSIDE_CONFIG or built-in defaults)")
+    p.add_argument("--db", help="SQLite database file (default: storage.db_path of the config)")
+
+
+def _history_parsers(sub: Any) -> None:
+    """The history commands: nights, report, export, tag, checkin."""
+    ni = sub.add_parser("nights", help="list the recorded nights, newest first")
+    _db_args(ni)
+    ni.add_argument("--last", type=_positive_int, default=14, help="how many nights (default 14)")
+    ni.add_argument(
+        "--kind", choices=["night", "nap", "all"], default="all", help="which sessions (default all)"
+    )
+    ni.add_argument(
+        "--tz", help="IANA time zone for clock times (default: sessions.timezone or the system's)"
+    )
+    ni.add_argument("--json", action="store_true", help="print a JSON list (each night with its summary)")
+
+    rep = sub.add_parser("report", help="write the printable HTML report over the last nights")
+    _db_args(rep)
+    rep.add_argument("--last", type=_positive_int, default=14, help="how many nights (default 14)")
+    rep.add_argument("--out", required=True, help="HTML file to write ('-' for standard output)")
+    rep.add_argument(
+        "--tz", help="IANA time zone for clock times (default: sessions.timezone or the system's)"
+    )
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    ex = sub.add_parser(
+        "export",
+        help="export nights as CSV tables (folder or .zip) or one night as EDF+",
+        description="CSV: nights, events, epochs, vitals, tags, checkins (docs/exports.md). "
+        "EDF+: one night's whole raw signal with events as annotations.",
+    )
+    _db_args(ex)
+    which = ex.add_mutually_exclusive_group(required=True)
+    which.add_argument("--night", metavar="ID", help="the night's id (see `bedside nights`)")
+    which.add_argument("--all", action="store_true", help="every night (CSV only)")
+    which.add_argument(
+        "--from", dest="from_date", metavar="YYYY-MM-DD", help="nights from this date (CSV only)"
+    )
+    ex.add_argument("--to", dest="to_date", metavar="YYYY-MM-DD", help="...up to this date (with --from)")
+    ex.add_argument("--format", choices=["csv", "edf"], required=True, help="csv or edf")
+    ex.add_argument(
+        "--out", required=True, help="csv: a new folder, or a file ending in .zip; edf: the .edf file"
+    )
+    ex.add_argument("--patient-code", default="", help="EDF patient code (default: anonymous)")
+    ex.add_argument("--tz", help="IANA time zone for the nights' local hours (default as configured)")
+    ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    tg = sub.add_parser("tag", help="tag a night with an intervention, or list the tags")
+    _db_args(tg)
+    tg.add_argument(
+        "tag", nargs="?", help="stretching, heat, medication, caffeine, alcohol, late_exercise, custom"
+    )
+    tg.add_argument("--date", help="the night's evening date, YYYY-MM-DD")
+    tg.add_argument("--detail", default="", help="medication or custom tag name (needed for those)")
+    tg.add_argument("--at", dest="at_local", metavar="HH:MM", help="local time taken or done")
+    tg.add_argument("--list", action="store_true", help="list the tags (of --date, or all)")
+    tg.add_argument("--remove", type=int, metavar="TAG_ID", help="remove the tag with this id (see --list)")
+
+    ci = sub.add_parser("checkin", help="record the morning check-in for a night")
+    _db_args(ci)
+    ci.add_argument("--date", required=True, help="the night's evening date, YYYY-MM-DD")
+    ci.add_argument(
+        "--quality", type=int, choices=range(1, 6), metavar="1-5", help="sleep quality, 1 poor .. 5 good"
+    )
+    ci.add_argument(
+        "--severity",
+        type=int,
+        choices=range(1, 6),
+        metavar="1-5",
+        help="spasm severity, 1 none/mild .. 5 severe",
+    )
+    ci.add_argument("--note", default="", help="free text")
+
+    dh = sub.add_parser(
+        "demo-history", help="fill a database with simulated past nights, tags and check-ins (for a demo)"
+    )
+    _db_args(dh)
+    dh.add_argument("--nights", type=_positive_int, default=30, help="how many nights (default 30)")
+    dh.add_argument("--rate-hz", type=float, default=50.0, help="simulated sample rate (default 50)")
+    dh.add_argument("--seed", type=int, default=0, help="seed of the simulated nights")
+    dh.add_argument("--if-empty", action="store_true", help="do nothing when the database already has nights")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _sensor_args(p: argparse.ArgumentParser) -> None:
@@ -332,13 +441,344 @@ def _cmd_web(args: argparse.Namespace) -> int:
         web["host"] = args.host
     if args.port is not None:
         web["port"] = args.port
+    if args.require_login:
+        web["require_login"] = True
+    if args.password_file:
+        web["password_file"] = args.password_file
     if web:
         overrides["web"] = web
     if args.unit_id:
         overrides["unit_id"] = args.unit_id
     cfg = load_config(args.config, overrides=overrides)
     _setup_logging(cfg.logging.level)
-    serve(cfg.storage.db_path, host=cfg.web.host, port=cfg.web.port, unit_id=cfg.unit_id)
+    serve(
+        cfg.storage.db_path,
+        host=cfg.web.host,
+        port=cfg.web.port,
+        unit_id=cfg.unit_id,
+        require_login=cfg.web.require_login,
+        password_file=cfg.web.password_file,
+    )
+    return EXIT_OK
+
+
+def _give_to_database_owner(path: str) -> None:
+    """Run as root (``sudo bedside set-password``), hand the file to the owner of its folder, the
+    service user that must read it; otherwise the web process could not."""
+    import os
+
+    if os.geteuid() != 0:
+        return
+    folder = os.stat(os.path.dirname(os.path.abspath(path)))
+    if folder.st_uid != 0:
+        os.chown(path, folder.st_uid, folder.st_gid)
+
+
+def _cmd_set_password(args: argparse.Namespace) -> int:
+    """Ask for the dashboard password twice (or read one line from stdin) and store its hash."""
+    import getpass
+
+    from service.config import load_config
+    from web.security import PasswordError, password_file_beside, write_password_file
+
+    cfg = load_config(args.config, overrides={"storage": {"db_path": args.db}} if args.db else None)
+    path = cfg.web.password_file or str(password_file_beside(cfg.storage.db_path))
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New dashboard password: ")
+        if getpass.getpass("Again: ") != password:
+            print("bedside set-password: the two passwords differ; nothing changed", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        write_password_file(path, password)
+        _give_to_database_owner(path)
+    except PasswordError as exc:
+        print(f"bedside set-password: {exc}; nothing changed", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"bedside set-password: cannot write {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"dashboard password stored (hash only) in {path}; it takes effect at the next login")
+    return EXIT_OK
+
+
+# --- history commands: nights, report, export, tag, checkin ------------------------------------
+
+
+def _history(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the history errors into the documented exit codes, with the command's name."""
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        import sqlite3
+
+        from service.export import ExportError, RawSignalMissingError
+        from service.history.user_data import UserDataError
+
+        name = f"bedside {args.command}"
+        try:
+            return fn(args)
+        except RawSignalMissingError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        except (ExportError, UserDataError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except sqlite3.Error as exc:
+            print(
+                f"{name}: database error: {exc} (is this a Bedside database of this version?)",
+                file=sys.stderr,
+            )
+            return EXIT_STORE
+
+    return wrapper
+
+
+def _history_db(args: argparse.Namespace, *, readonly: bool = True) -> tuple[Any, Any]:
+    """The configuration and a connection to its database (``--db`` wins over the config)."""
+    from service.config import load_config
+    from service.history.load import connect
+
+    cfg = load_config(args.config, overrides={"storage": {"db_path": args.db}} if args.db else None)
+    return cfg, connect(cfg.storage.db_path, readonly=readonly)
+
+
+def _zone(args: argparse.Namespace, cfg: Any) -> Any:
+    """``--tz``, else ``sessions.timezone``, as a ZoneInfo; None means the system's local zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from service.export import ExportError
+
+    name = getattr(args, "tz", None) or getattr(getattr(cfg, "sessions", None), "timezone", None)
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ExportError(f"unknown time zone {name!r} (give an IANA name such as Europe/Berlin)") from None
+
+
+def _check_out_parent(path: str) -> None:
+    from pathlib import Path
+
+    from service.export import ExportError
+
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise ExportError(f"cannot write {path}: folder {parent} does not exist")
+
+
+@_history
+def _cmd_nights(args: argparse.Namespace) -> int:
+    from service.history.load import list_nights, load_night, tags_by_date
+    from service.history.summary import summarize_night
+    from service.timefmt import parse_iso_utc
+
+    cfg, conn = _history_db(args)
+    with conn:
+        tz = _zone(args, cfg)
+        rows = list_nights(conn, kind=None if args.kind == "all" else args.kind, limit=args.last)
+        tags = tags_by_date(conn)
+        raw = {r[0] for r in conn.execute("SELECT DISTINCT night_id FROM raw_chunks")}
+        docs: list[dict[str, Any]] = []
+        for row in rows:
+            data = load_night(conn, row["id"])
+            summary = summarize_night(data, tz=tz) if data is not None else None
+            docs.append(
+                {
+                    **{
+                        k: row.get(k)
+                        for k in ("id", "night_date", "kind", "started_at", "ended_at", "profile")
+                    },
+                    "raw_signal_kept": row["id"] in raw,
+                    "tags": tags.get(str(row.get("night_date")), []),
+                    "summary": summary,
+                }
+            )
+    conn.close()
+    if args.json:
+        json.dump(docs, sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not docs:
+        print("no nights recorded yet")
+        return EXIT_OK
+
+    def hm(minutes: Any) -> str:
+        return "-" if minutes is None else f"{round(minutes) // 60}:{round(minutes) % 60:02d}"
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    head = f"{'night of':<10} {'kind':<5} {'bed':>5} {'in bed':>6} {'sleep':>5} {'eff%':>4} "
+    head += f"{'awak':>6} {'index/h':>7} {'PLM':>3} {'spasm':>5} {'EDF':>3}  id  tags"
+    print(head)
+    for d in docs:
+        s = d["summary"] or {}
+        bed = parse_iso_utc(d["started_at"]).astimezone(tz).strftime("%H:%M")
+        awak = f"{s.get('awakenings', 0)}({s.get('awakenings_after_movement', 0)})"
+        tag_text = ",".join(t["tag"] + (f":{t['detail']}" if t.get("detail") else "") for t in d["tags"])
+        print(
+            f"{d['night_date'] or '-':<10} {d['kind']:<5} {bed:>5} {hm(s.get('time_in_bed_min')):>6} "
+            f"{hm(s.get('total_sleep_min')):>5} {num(s.get('efficiency_pct'), '.0f'):>4} {awak:>6} "
+            f"{num(s.get('movement_index_per_h'), '.1f'):>7} {s.get('plm_series', 0):>3} "
+            f"{(s.get('spasms') or {}).get('count', 0):>5} {'yes' if d['raw_signal_kept'] else 'no':>3}  "
+            f"{d['id']}  {tag_text}"
+        )
+    return EXIT_OK
+
+
+@_history
+def _cmd_report(args: argparse.Namespace) -> int:
+    from service.export.report import render_report
+    from service.progress import progress_callback
+
+    if args.out != "-":
+        _check_out_parent(args.out)
+    cfg, conn = _history_db(args)
+    try:
+        tz = _zone(args, cfg)
+        with progress_callback("reading nights", quiet=args.quiet) as step:
+            html = render_report(conn, last=args.last, tz=tz, progress=step)
+    finally:
+        conn.close()
+    if args.out == "-":
+        sys.stdout.write(html)
+        return EXIT_OK
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(html)
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+@_history
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.export import ExportError
+    from service.progress import progress_callback
+
+    if args.to_date and not args.from_date:
+        raise ExportError("--to needs --from")
+    _check_out_parent(args.out)
+    cfg, conn = _history_db(args)
+    try:
+        if args.format == "edf":
+            from service.export.edf import write_edf
+
+            if not args.night:
+                raise ExportError("EDF export is one night at a time: give --night ID (see `bedside nights`)")
+            if Path(args.out).exists():
+                raise ExportError(f"{args.out} already exists; give a new file name")
+            with progress_callback("writing EDF", quiet=args.quiet) as step:
+                res = write_edf(conn, args.night, args.out, patient_code=args.patient_code, progress=step)
+            print(
+                f"wrote {res.path}: {res.samples} samples at {res.rate_hz:g} Hz from "
+                f"{res.start.isoformat()}, {res.annotations} annotations, {res.gap_s:g} s of gaps filled"
+            )
+            return EXIT_OK
+        from service.export.csv_export import export_csv, select_nights
+
+        ids = select_nights(conn, night_id=args.night, from_date=args.from_date, to_date=args.to_date)
+        if not ids and not args.all:
+            raise ExportError(f"no nights from {args.from_date} to {args.to_date or 'now'}")
+        tz = _zone(args, cfg)
+        with progress_callback("exporting nights", quiet=args.quiet) as step:
+            done = export_csv(conn, ids, args.out, all_user_data=args.all, tz=tz, progress=step)
+    finally:
+        conn.close()
+    where = done.files[0] if len(done.files) == 1 else args.out
+    rows = done.rows
+    print(f"wrote {len(rows)} CSV tables to {where}: {rows['nights']} nights, {rows['events']} events")
+    return EXIT_OK
+
+
+@_history
+def _cmd_tag(args: argparse.Namespace) -> int:
+    from service.history.load import tags_by_date
+    from service.history.user_data import TAGS_NEEDING_DETAIL, UserDataError, add_tag, remove_tag
+
+    if args.list:
+        _cfg, conn = _history_db(args)
+        try:
+            tags = tags_by_date(conn)
+        finally:
+            conn.close()
+        if args.date:
+            tags = {args.date: tags.get(args.date, [])}
+        print(f"{'id':>5}  {'night of':<10}  {'tag':<14} {'at':<5}  detail")
+        for night_date, items in tags.items():
+            for t in items:
+                print(
+                    f"{t['id']:>5}  {night_date:<10}  {t['tag']:<14} {t['at_local'] or '-':<5}  {t['detail']}"
+                )
+        return EXIT_OK
+    if args.remove is not None:
+        _cfg, conn = _history_db(args, readonly=False)
+        try:
+            if not remove_tag(conn, args.remove):
+                raise UserDataError(f"no tag with id {args.remove} (see `bedside tag --list`)")
+        finally:
+            conn.close()
+        print(f"removed tag {args.remove}")
+        return EXIT_OK
+    if not args.tag or not args.date:
+        raise UserDataError("give --date YYYY-MM-DD and a TAG (or --list, or --remove TAG_ID)")
+    if args.tag in TAGS_NEEDING_DETAIL and not args.detail.strip():
+        raise UserDataError(f"a {args.tag} tag needs --detail NAME (the {args.tag}'s name)")
+    _cfg, conn = _history_db(args, readonly=False)
+    try:
+        tag_id = add_tag(conn, args.date, args.tag, detail=args.detail, at_local=args.at_local, source="cli")
+    finally:
+        conn.close()
+    what = (
+        args.tag
+        + (f" ({args.detail})" if args.detail else "")
+        + (f" at {args.at_local}" if args.at_local else "")
+    )
+    print(f"night of {args.date}: tagged {what} (tag id {tag_id})")
+    return EXIT_OK
+
+
+@_history
+def _cmd_checkin(args: argparse.Namespace) -> int:
+    from service.history.user_data import UserDataError, set_checkin
+
+    if args.quality is None and args.severity is None and not args.note:
+        raise UserDataError("give at least one of --quality, --severity or --note")
+    _cfg, conn = _history_db(args, readonly=False)
+    try:
+        set_checkin(conn, args.date, sleep_quality=args.quality, spasm_severity=args.severity, note=args.note)
+    finally:
+        conn.close()
+    print(f"night of {args.date}: check-in saved")
+    return EXIT_OK
+
+
+def _cmd_demo_history(args: argparse.Namespace) -> int:
+    import sqlite3
+    from pathlib import Path
+
+    from service.config import load_config
+    from service.demo_history import build_history
+
+    cfg = load_config(args.config)
+    db = Path(args.db or cfg.storage.db_path)
+    if args.if_empty and db.exists():
+        conn = sqlite3.connect(db)
+        try:
+            has = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'nights'").fetchone()[0]
+            if has and conn.execute("SELECT count(*) FROM nights").fetchone()[0]:
+                print(f"{db} already has nights: left as it is")
+                return EXIT_OK
+        finally:
+            conn.close()
+    print(f"simulating {args.nights} nights into {db} (about a second each) ...", file=sys.stderr)
+    ids = build_history(
+        db, nights=args.nights, rate_hz=args.rate_hz, seed=args.seed, raw_days=cfg.storage.raw_retention_days
+    )
+    print(f"{len(ids)} simulated nights written to {db}")
     return EXIT_OK
 
 
@@ -351,6 +791,13 @@ COMMANDS = {
     "status": _cmd_status,
     "validate-config": _cmd_validate,
     "web": _cmd_web,
+    "set-password": _cmd_set_password,
+    "nights": _cmd_nights,
+    "report": _cmd_report,
+    "export": _cmd_export,
+    "tag": _cmd_tag,
+    "checkin": _cmd_checkin,
+    "demo-history": _cmd_demo_history,
 }
 
 

@@ -15,7 +15,10 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import tomllib
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +53,11 @@ class SensorConfig(_Strict):
     seed: int = Field(0, description="Seed of the simulated night (same seed, same night).")
     sim_duration_s: float = Field(8 * 3600.0, gt=0.0, description="Length of the simulated night in seconds.")
     sim_glitches: bool = Field(True, description="Add occasional sensor glitches to the simulation.")
+    sim_start: str = Field(
+        "now",
+        description="Clock time of the first simulated or replayed sample: 'now', 'HH:MM' (the latest such "
+        "local time) or an ISO 8601 time with a zone (2026-11-21T22:30:00+01:00).",
+    )
     replay_path: str | None = Field(None, description="Recording to replay (CSV or .npy).")
     replay_column: str | None = Field(None, description="Column of the recording to replay.")
     replay_time_column: str | None = Field(None, description="Time column of the recording.")
@@ -76,6 +84,7 @@ class SensorConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SensorConfig:
+        sim_start_time(self.sim_start)  # raises ValueError naming the problem
         if self.kind == "replay" and not self.replay_path:
             raise ValueError("sensor.kind = 'replay' needs sensor.replay_path")
         if self.kind == "piezo" and not 50.0 <= self.rate_hz <= 1000.0:
@@ -85,6 +94,24 @@ class SensorConfig(_Strict):
                 "sensor.rate_hz must be 1000/N Hz for the MPU-6050 (e.g. 1000, 500, 250, 200, 100)"
             )
         return self
+
+
+def sim_start_time(text: str, now: datetime | None = None) -> datetime | None:
+    """The UTC time ``sensor.sim_start`` names (None for 'now'); ValueError if it names none."""
+    if text == "now":
+        return None
+    now = now or datetime.now(UTC)
+    if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", text):
+        local_now = now.astimezone()
+        t = local_now.replace(hour=int(text[:2]), minute=int(text[3:]), second=0, microsecond=0)
+        return (t if t <= local_now else t - timedelta(days=1)).astimezone(UTC)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"sensor.sim_start: {text!r} is not 'now', HH:MM or an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise ValueError(f"sensor.sim_start: {text!r} needs a time zone (e.g. +01:00 or Z)")
+    return t.astimezone(UTC)
 
 
 class ControlsConfig(_Strict):
@@ -110,6 +137,76 @@ class StorageConfig(_Strict):
 
     db_path: str = Field("var/bedside.sqlite3", description="SQLite database file.")
     busy_timeout_s: float = Field(5.0, gt=0.0, description="SQLite busy timeout in seconds.")
+    raw_retention_days: int = Field(
+        7,
+        ge=0,
+        le=3650,
+        description="Days the whole raw signal of each night is kept (0 = never keep whole nights). "
+        "Snippets around every event are kept for the whole history.",
+    )
+    snippet_pad_s: float = Field(
+        5.0, ge=0.0, le=60.0, description="Seconds of raw signal kept before and after each event."
+    )
+    snippet_max_s: float = Field(
+        60.0, ge=1.0, le=600.0, description="Longest raw snippet kept for one event, seconds."
+    )
+
+
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class SessionsConfig(_Strict):
+    """When a night starts and ends (local clock times, HH:MM)."""
+
+    mode: Literal["auto", "run"] = Field(
+        "auto",
+        description="auto: a night starts on bed entry and ends on the last bed exit after the morning "
+        "window starts (or by command/button); run: each daemon run is one night (replays, tests).",
+    )
+    evening_start: str = Field(
+        "19:00", pattern=_HHMM, description="Bed entries from this time start a night."
+    )
+    evening_end: str = Field("04:00", pattern=_HHMM, description="...until this time (next morning).")
+    morning_start: str = Field(
+        "05:00", pattern=_HHMM, description="A bed exit after this time can end the night."
+    )
+    morning_end: str = Field(
+        "13:00", pattern=_HHMM, description="A night still open with an empty bed ends at this time."
+    )
+    exit_confirm_min: float = Field(
+        20.0,
+        ge=1.0,
+        le=240.0,
+        description="Minutes the bed must stay empty after a morning bed exit before the night ends "
+        "(back in bed sooner: the night goes on).",
+    )
+    nap_end_min: float = Field(
+        10.0,
+        ge=1.0,
+        le=240.0,
+        description="Minutes of empty bed that end a session begun outside the evening.",
+    )
+    night_min_in_bed_h: float = Field(
+        3.0,
+        ge=0.5,
+        le=12.0,
+        description="A session begun outside the evening window with at least this many hours in bed counts "
+        "as a night (shift work), else as a nap.",
+    )
+    timezone: str | None = Field(
+        None, description="IANA time zone for the windows (e.g. Europe/Berlin); unset = the system's."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SessionsConfig:
+        if self.timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"sessions.timezone: unknown time zone {self.timezone!r}") from None
+        return self
 
 
 class MqttConfig(_Strict):
@@ -152,31 +249,31 @@ class MqttConfig(_Strict):
 
 
 class WebConfig(_Strict):
-    """The dashboard."""
+    """The dashboard. A login is required whenever it listens beyond loopback (docs/dashboard.md)."""
 
     enabled: bool = Field(True, description="Start the dashboard with `bedside run`.")
     host: str = Field(
         "127.0.0.1",
-        description="Address the dashboard listens on. Loopback only until the dashboard has a login.",
+        description=(
+            "Address the dashboard listens on. Loopback (127.0.0.1, ::1) needs no login; any other "
+            "address (0.0.0.0 for the LAN) requires the password set with `bedside set-password`."
+        ),
     )
     port: int = Field(8080, ge=0, le=65535, description="Dashboard TCP port (0 = any free).")
+    require_login: bool = Field(
+        False,
+        description="Require the login on loopback too (e.g. behind a reverse proxy on the same machine).",
+    )
+    password_file: str | None = Field(
+        None,
+        description="File holding the dashboard password's hash (default: web-password beside the database).",
+    )
 
     @model_validator(mode="after")
-    def _loopback_only(self) -> WebConfig:
-        import ipaddress
-
-        host = self.host.strip("[]")
-        loopback = host == "localhost"
-        if not loopback:
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = False
-        if not loopback:
-            raise ValueError(
-                "web.host must be a loopback address (127.0.0.1, ::1, localhost): the dashboard has no "
-                "login yet, so it must not be reachable from the network"
-            )
+    def _host_is_an_address(self) -> WebConfig:
+        host = self.host.strip()
+        if not host or any(c.isspace() for c in host):
+            raise ValueError(f"web.host must be one address such as 127.0.0.1 or 0.0.0.0, got {self.host!r}")
         return self
 
 
@@ -213,6 +310,7 @@ class Config(_Strict):
     sensor: SensorConfig = Field(default_factory=SensorConfig)  # type: ignore[arg-type]
     controls: ControlsConfig = Field(default_factory=ControlsConfig)  # type: ignore[arg-type]
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)  # type: ignore[arg-type]
     mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
     web: WebConfig = Field(default_factory=WebConfig)  # type: ignore[arg-type]
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
@@ -235,9 +333,11 @@ def detector_params_for(cfg: Config, source: object) -> DetectorParams:
 
 def _parse_env_value(raw: str) -> Any:
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    # A TOML date or time is kept as the text it was (keys that take times take text).
+    return raw if isinstance(value, datetime | date | dt_time) else value
 
 
 def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:

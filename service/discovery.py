@@ -104,12 +104,22 @@ def discovery_messages(topics: Topics, sw_version: str) -> list[tuple[str, dict[
                value_template=number("breath_bpm")),
         entity("sensor", "last_night_sleep", "Last night's sleep", state_topic=topics.night,
                unit_of_measurement="h", device_class="duration", state_class="measurement",
-               value_template="{{ (value_json.sleep_min / 60) | round(2) if value_json.sleep_min is "
-               "defined and value_json.sleep_min is not none else 'None' }}"),
+               value_template="{{ (value_json.total_sleep_min / 60) | round(2) if "
+               "value_json.total_sleep_min is defined and value_json.total_sleep_min is not none "
+               "else 'None' }}"),
         entity("sensor", "last_night_efficiency", "Last night's sleep efficiency", state_topic=topics.night,
                unit_of_measurement="%", state_class="measurement",
                value_template="{{ value_json.efficiency_pct if value_json.efficiency_pct is defined "
                "and value_json.efficiency_pct is not none else 'None' }}"),
+        entity("sensor", "last_night_movement_index", "Last night's movement index (bed sensor)",
+               state_topic=topics.night, unit_of_measurement="/h", state_class="measurement",
+               icon="mdi:run", value_template="{{ value_json.movement_index_per_h if "
+               "value_json.movement_index_per_h is defined and value_json.movement_index_per_h is not none "
+               "else 'None' }}"),
+        entity("binary_sensor", "trend_notice", "Trend notice", state_topic=topics.notice,
+               value_template="{{ 'ON' if value_json.active else 'OFF' }}", payload_on="ON",
+               payload_off="OFF",
+               json_attributes_topic=topics.notice, icon="mdi:chart-line"),
         entity("switch", "tracking", "Tracking", state_topic=state, command_topic=topics.command("night"),
                value_template="{{ 'ON' if value_json.night_id else 'OFF' }}", payload_on="start",
                payload_off="stop", state_on="ON", state_off="OFF", icon="mdi:bed-clock"),

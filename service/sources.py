@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from hardware.block import SampleSource
-from service.config import SensorConfig
+from service.config import SensorConfig, sim_start_time
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ def make_source(cfg: SensorConfig) -> tuple[SampleSource, str]:
             seed=cfg.seed, rate_hz=cfg.rate_hz, duration_s=cfg.sim_duration_s, glitches=cfg.sim_glitches
         )
         label = f"simulated(seed={cfg.seed}, rate_hz={cfg.rate_hz:g}, speed={cfg.speed:g})"
-        return SimulatedSource(night, speed=cfg.speed, block_s=cfg.block_s), label
+        start = sim_start_time(cfg.sim_start)
+        return SimulatedSource(night, speed=cfg.speed, block_s=cfg.block_s, start=start), label
     if cfg.kind == "replay":
         from hardware.replay import ReplaySource, load_recording
 
@@ -36,7 +37,8 @@ def make_source(cfg: SensorConfig) -> tuple[SampleSource, str]:
             time_unit=cfg.replay_time_unit,
         )
         label = f"replay({cfg.replay_path}, speed={cfg.speed:g})"
-        return ReplaySource(rec, speed=cfg.speed, block_s=cfg.block_s), label
+        start = sim_start_time(cfg.sim_start)
+        return ReplaySource(rec, speed=cfg.speed, block_s=cfg.block_s, start=start), label
     if cfg.kind == "piezo":
         from hardware.piezo import PiezoSource
 

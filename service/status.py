@@ -101,5 +101,6 @@ def print_health(doc: dict[str, Any]) -> None:
     last = doc.get("last_night")
     if last:
         s = last["summary"]
-        print(f"last night {last['id']}: {s.get('sleep_min')} min asleep, {s.get('movements')} movements")
+        asleep, moves = s.get("total_sleep_min"), s.get("movements")
+        print(f"last night {last['id']}: {asleep} min asleep, {moves} movements")
     print("healthy" if doc["healthy"] else "UNHEALTHY: " + "; ".join(doc["problems"]))

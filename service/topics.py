@@ -39,6 +39,11 @@ class Topics:
         return f"{self.root}/night"
 
     @property
+    def notice(self) -> str:
+        """Retained notice for the user: a sustained rise in frequency or intensity, or none."""
+        return f"{self.root}/notice"
+
+    @property
     def command_filter(self) -> str:
         """Subscription for every command topic."""
         return f"{self.root}/cmd/#"

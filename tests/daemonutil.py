@@ -17,8 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 def start_daemon(
     args: list[str], log_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """``python -m service run ARGS`` with stderr to ``log_path``; no BEDSIDE_* from the caller leaks in."""
+    """``python -m service run ARGS`` with stderr to ``log_path``; no BEDSIDE_* from the caller leaks in.
+
+    Sessions run in ``run`` mode (the night is the daemon's run) unless ``env`` says otherwise, so a
+    test does not depend on the time of day; tests of the evening/morning rules set ``auto``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BEDSIDE_")}
+    clean["BEDSIDE_SESSIONS__MODE"] = "run"
     clean.update(env or {})
     log = log_path.open("wb")
     try:

@@ -14,7 +14,12 @@ from service.store.store import Store
 def _daemon(db: Path) -> Daemon:
     cfg = load_config(
         environ={},
-        overrides={"storage": {"db_path": str(db)}, "mqtt": {"enabled": False}, "web": {"enabled": False}},
+        overrides={
+            "storage": {"db_path": str(db)},
+            "mqtt": {"enabled": False},
+            "sessions": {"mode": "run"},
+            "web": {"enabled": False},
+        },
     )
     night = SimulatedNight(seed=2, rate_hz=50.0, duration_s=60.0)
     return Daemon(cfg, SimulatedSource(night, speed=0.0), "test")

@@ -159,9 +159,11 @@ def test_the_variables_the_systemd_units_set_are_accepted() -> None:
     assert cfg.storage.db_path == "/var/lib/bedside/bedside.sqlite3" and cfg.web.enabled is False
 
 
-def test_the_dashboard_refuses_to_listen_beyond_loopback_without_a_login(tmp_path: Path) -> None:
+def test_the_dashboard_may_listen_beyond_loopback_but_the_host_must_be_one_address(tmp_path: Path) -> None:
     f = tmp_path / "b.toml"
     f.write_text('[web]\nhost = "0.0.0.0"\n')
-    with pytest.raises(ConfigError, match=r"web\.host.*no login"):
-        load_config(f, environ={})
+    assert load_config(f, environ={}).web.host == "0.0.0.0"  # the web process then requires a login
     assert load_config(environ={"BEDSIDE_WEB__HOST": "::1"}).web.host == "::1"
+    for bad in ("", "  ", "0.0.0.0 8080"):
+        with pytest.raises(ConfigError, match=r"web\.host"):
+            load_config(environ={"BEDSIDE_WEB__HOST": f'"{bad}"'})

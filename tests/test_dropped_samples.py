@@ -48,7 +48,12 @@ def test_a_dropped_block_is_a_sensor_fault_with_the_count_and_times_stay_exact(t
     db = tmp_path / "b.sqlite3"
     cfg = load_config(
         environ={},
-        overrides={"storage": {"db_path": str(db)}, "mqtt": {"enabled": False}, "web": {"enabled": False}},
+        overrides={
+            "storage": {"db_path": str(db)},
+            "mqtt": {"enabled": False},
+            "sessions": {"mode": "run"},
+            "web": {"enabled": False},
+        },
     )
     daemon = Daemon(cfg, DroppingSource(), "test")
     assert asyncio.run(daemon.run()) == 0

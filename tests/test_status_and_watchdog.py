@@ -129,7 +129,7 @@ def test_a_stalled_pump_stops_the_watchdog_pings(
     cfg = load_config(
         environ={},
         overrides={"storage": {"db_path": str(tmp_path / "b.sqlite3")}, "mqtt": {"enabled": False},
-                   "web": {"enabled": False}},
+                   "sessions": {"mode": "run"}, "web": {"enabled": False}},
     )  # fmt: skip
     daemon = Daemon(cfg, StallingSource(), "test")
     got: list[tuple[float, str]] = []

@@ -85,6 +85,8 @@ def test_states_follow_the_daemon(
     ha.wait_for_state(profile, "aasm", timeout_s=30)
     tracking = entity_ids["bedside_ha_unit_tracking"]
     ha.wait_for_state(tracking, "on", timeout_s=30)
+    notice = entity_ids["bedside_ha_unit_trend_notice"]  # no history yet: no notice
+    ha.wait_for_state(notice, "off", timeout_s=30)
 
 
 def test_movement_events_reach_the_event_entity_without_warnings(

@@ -40,6 +40,7 @@ def test_short_and_long_presses_become_annotations_and_the_led_shows_recording(
         overrides={
             "storage": {"db_path": str(db)},
             "mqtt": {"enabled": False},
+            "sessions": {"mode": "run"},
             "web": {"enabled": False},
             "controls": {"button_pin": BUTTON, "led_pin": LED, "hold_time_s": 0.3},
         },
@@ -87,6 +88,7 @@ def test_a_stuck_sensor_blinks_the_led_and_recovery_makes_it_steady_again(
         overrides={
             "storage": {"db_path": str(db)},
             "mqtt": {"enabled": False},
+            "sessions": {"mode": "run"},
             "web": {"enabled": False},
             "controls": {"led_pin": LED},
         },
