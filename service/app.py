@@ -583,6 +583,7 @@ class Daemon:
                     await self._apply(self.sessions.tick(self._stream_dt(t_s)))
                 if not self.live.sensor_ok:
                     self._check_sensor_recovered(t_s)
+                await self._check_storage()
                 if self.live.moving and not self.debounce.update(self._moving_raw, t_s):
                     self.live.moving = False
                     await self._publish_live(force=True)
@@ -662,6 +663,17 @@ class Daemon:
         )
         await self._on_event(fault)
         await self._publish_live(force=True)
+
+    async def _check_storage(self) -> None:
+        """While the database refuses writes (disk full, locked), retry the held ones now and then;
+        the retained state says so (``storage_ok``) until they are written."""
+        assert self.store is not None
+        if self.store.problem is None and self.live.storage_problem is None:
+            return
+        await self.store.retry_held()
+        if self.store.problem != self.live.storage_problem:
+            self.live.storage_problem = self.store.problem
+            await self._publish_live(force=True)
 
     def _check_sensor_recovered(self, t_s: float) -> None:
         if t_s >= self._fault_until_s:

@@ -26,6 +26,7 @@ class LiveState:
     profile: str = "aasm"
     movements_per_hour: float | None = None
     suppressed_events: int = 0
+    storage_problem: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (rates rounded to 0.1 per minute)."""
@@ -42,6 +43,8 @@ class LiveState:
             "profile": self.profile,
             "movements_per_hour": self.movements_per_hour,
             "suppressed_events": self.suppressed_events,
+            "storage_ok": self.storage_problem is None,
+            "storage_problem": self.storage_problem,
             "mqtt_connected": self.mqtt_connected,
             "outbox_len": self.outbox_len,
             "updated_at": self.updated_at,

@@ -78,6 +78,10 @@ def health(db_path: str, unit_id: str, now: datetime | None = None) -> dict[str,
     doc["sensor"] = {"ok": state.get("sensor_ok"), "in_bed": state.get("in_bed")}
     if state.get("sensor_ok") is False:
         problems.append("the sensor reports a fault (glitches, stuck or unplugged)")
+    if state.get("storage_ok") is False:
+        problems.append(
+            f"the database refuses writes ({state.get('storage_problem')}): they are held in memory"
+        )
     doc["mqtt"] = {"connected": state.get("mqtt_connected"), "outbox_len": state.get("outbox_len")}
     if state.get("mqtt_connected") is False and (state.get("outbox_len") or 0) > 0:
         problems.append(f"MQTT disconnected with {state.get('outbox_len')} message(s) waiting in the outbox")

@@ -43,19 +43,22 @@ STATE_LABELS: dict[str, str] = {
     "mqtt_connected": "MQTT",
     "outbox_len": "Unsent messages",
     "suppressed_events": "Events held back",
+    "storage_ok": "Database",
+    "storage_problem": "Database problem",
     "updated_at": "Last update",
 }
 """Live-state keys shown on Tonight, in this order; other scalar keys follow with their name
 made readable (``some_key`` as "Some key"). static/tonight.js gets these pairs from the page.
 
 ``counts`` and ``night_id`` are left out: the page shows the night's counts from the events.
-``suppressed_events`` (events the rate limiter held back) is shown only when not 0.
+``suppressed_events`` (events the rate limiter held back) and ``storage_problem`` (why the database
+refuses writes) are shown only when set.
 """
 
 HIDDEN_STATE_KEYS = frozenset({"counts", "night_id"})
 """Live-state keys never shown as a row (static/tonight.js has the same list)."""
 
-SHOWN_WHEN_NONZERO = frozenset({"suppressed_events"})
+SHOWN_WHEN_NONZERO = frozenset({"suppressed_events", "storage_problem"})
 """Live-state keys shown only when their value is not 0 (static/tonight.js has the same list)."""
 
 
@@ -106,7 +109,7 @@ def state_value(key: str, value: Any) -> str:
         return "–" if not isinstance(value, int | float) or isinstance(value, bool) else f"{value:.1f}"
     if value is None:
         return "unknown"
-    if key == "sensor_ok" and isinstance(value, bool):
+    if key in ("sensor_ok", "storage_ok") and isinstance(value, bool):
         return "OK" if value else "FAULT"
     if key == "mqtt_connected" and isinstance(value, bool):
         return "connected" if value else "offline"

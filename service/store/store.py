@@ -8,6 +8,8 @@ work on its own thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -19,14 +21,18 @@ from typing import Any
 import aiosqlite
 
 from service.errors import StoreError
+from service.store.held import KEEP_ALWAYS, RAW_CHUNK, SNIPPET, HeldWrites
 from service.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
-#: Epochs and vitals are held in memory and written at most this often (or with the next event,
+#: Epochs and vitals are batched in memory and written at most this often (or with the next event,
 #: whichever comes first): fewer synced commits, less SD-card wear. A power cut loses at most
 #: this many seconds of them; events and their outbox rows are still committed at once.
 BATCH_S = 10.0
+
+#: One statement of a transaction: SQL, its parameters, and whether they are many rows.
+Step = tuple[str, Any, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +78,20 @@ def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
     return current
 
 
+_EVENT_INSERT = (
+    "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, intensity, profile, "
+    "confidence, cause_id, details) VALUES (:id, :night_id, :event_type, :start, :end, :duration_s, "
+    ":intensity, :profile, :confidence, :cause_id, :details)"
+)
+_OUTBOX_INSERT = "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)"
+
+
 class Store:
-    """Async access to the SQLite file for the daemon. Use ``await Store.open(path)``."""
+    """Async access to the SQLite file for the daemon. Use ``await Store.open(path)``.
+
+    Writes never fail for want of space or a lock: while the database refuses them (disk full,
+    I/O error, locked past the busy timeout) they are held in ``held`` in order and retried
+    (``retry_held``); ``problem`` says why. Other SQLite errors are raised."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
@@ -81,22 +99,64 @@ class Store:
         self._epochs: list[tuple[Any, ...]] = []
         self._vitals: list[tuple[Any, ...]] = []
         self._last_flush = time.monotonic()
+        self.held = HeldWrites()
+        self._tx_lock = asyncio.Lock()
 
-    async def _write_held(self) -> None:
-        """Write the held epochs and vitals into the current transaction (the caller commits)."""
+    @property
+    def problem(self) -> str | None:
+        """Why writes are being held (e.g. "database or disk is full"), or None when they go through."""
+        return self.held.problem
+
+    async def retry_held(self) -> None:
+        """Try the held writes again if the retry period has passed (call it often; it is cheap)."""
+        await self.held.retry(due_only=True)
+
+    async def _transaction(self, steps: list[Step]) -> None:
+        """Run the steps and commit, or roll back. One at a time: the daemon's tasks (events, the MQTT
+        drain's acknowledgements) share this connection, and one's rollback must not undo another's rows."""
+        async with self._tx_lock:
+            try:
+                for sql, params, many in steps:
+                    if many:
+                        await self._db.executemany(sql, params)
+                    else:
+                        await self._db.execute(sql, params)
+                await self._db.commit()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.rollback()
+                raise
+
+    async def _write(
+        self,
+        what: str,
+        steps: list[Step],
+        *,
+        size_bytes: int = 0,
+        drop_rank: int = KEEP_ALWAYS,
+        keep: bool = True,
+    ) -> bool:
+        """Run ``steps`` in one transaction now, or hold them (see the class). True if written now."""
+        return await self.held.run(
+            lambda: self._transaction(steps), what, size_bytes=size_bytes, drop_rank=drop_rank, keep=keep
+        )
+
+    def _take_batch(self) -> list[Step]:
+        """The batched epochs and vitals as steps for the next transaction (the buffers are emptied)."""
+        steps: list[Step] = []
         if self._epochs:
-            await self._db.executemany("INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?)", self._epochs)
+            steps.append(("INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?)", self._epochs, True))
             self._epochs = []
         if self._vitals:
-            await self._db.executemany("INSERT OR REPLACE INTO vitals VALUES (?,?,?,?)", self._vitals)
+            steps.append(("INSERT OR REPLACE INTO vitals VALUES (?,?,?,?)", self._vitals, True))
             self._vitals = []
         self._last_flush = time.monotonic()
+        return steps
 
     async def flush(self) -> None:
-        """Write and commit the held epochs and vitals now."""
+        """Write and commit the batched epochs and vitals now."""
         if self._epochs or self._vitals:
-            await self._write_held()
-            await self._db.commit()
+            await self._write("epochs and vitals", self._take_batch())
 
     async def _flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= BATCH_S:
@@ -121,8 +181,12 @@ class Store:
         return cls(db, p)
 
     async def close(self) -> None:
-        """Write what is held, then close the connection."""
+        """Write what is batched and held, then close the connection (held writes still refused are
+        lost, and logged)."""
         await self.flush()
+        await self.held.retry()
+        if len(self.held):
+            logger.error("database: closing with %s not saved (%s)", self.held.describe(), self.problem)
         await self._db.close()
 
     async def start_night(
@@ -139,22 +203,13 @@ class Store:
         rate_hz: float | None = None,
     ) -> None:
         """Record the start of a night (or nap)."""
-        await self._db.execute(
+        sql = (
             "INSERT INTO nights (id, unit_id, started_at, profile, source, kind, night_date, start_reason, "
-            "rate_hz) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                night_id,
-                unit_id,
-                started_at,
-                profile,
-                source,
-                kind,
-                night_date or started_at[:10],
-                start_reason,
-                rate_hz,
-            ),
+            "rate_hz) VALUES (?,?,?,?,?,?,?,?,?)"
         )
-        await self._db.commit()
+        row = (night_id, unit_id, started_at, profile, source, kind, night_date or started_at[:10],
+               start_reason, rate_hz)  # fmt: skip
+        await self._write("the start of a night", [(sql, row, False)])
 
     async def end_night(
         self,
@@ -167,21 +222,15 @@ class Store:
         end_reason: str = "daemon_stop",
     ) -> None:
         """Record the end of a night and its summary, with its outbox messages, in one transaction."""
-        try:
-            await self._write_held()
-            await self._db.execute(
-                "UPDATE nights SET ended_at = ?, summary = ?, end_reason = ?, kind = COALESCE(?, kind) "
-                "WHERE id = ?",
-                (ended_at, json.dumps(summary), end_reason, kind, night_id),
-            )
-            await self._db.executemany(
-                "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
-                [(t, p, q, int(r), ended_at) for t, p, q, r in outbox or []],
-            )
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
+        steps = self._take_batch()
+        steps.append((
+            "UPDATE nights SET ended_at = ?, summary = ?, end_reason = ?, kind = COALESCE(?, kind) "
+            "WHERE id = ?",
+            (ended_at, json.dumps(summary), end_reason, kind, night_id),
+            False,
+        ))  # fmt: skip
+        steps.append((_OUTBOX_INSERT, [(t, p, q, int(r), ended_at) for t, p, q, r in outbox or []], True))
+        await self._write("the end of a night", steps)
 
     async def open_nights(self, unit_id: str) -> list[dict[str, Any]]:
         """Nights of this unit never ended (a crash, or a restart mid-night), newest first, each with
@@ -199,11 +248,8 @@ class Store:
 
     async def shift_night_start(self, night_id: str, started_at: str, night_date: str) -> None:
         """Move an open night's start (the wall clock was wrong when it began)."""
-        await self._db.execute(
-            "UPDATE nights SET started_at = ?, night_date = ? WHERE id = ?",
-            (started_at, night_date, night_id),
-        )
-        await self._db.commit()
+        sql = "UPDATE nights SET started_at = ?, night_date = ? WHERE id = ?"
+        await self._write("a night's start", [(sql, (started_at, night_date, night_id), False)])
 
     async def add_raw_chunk(
         self,
@@ -216,41 +262,57 @@ class Store:
         data: bytes,
     ) -> None:
         """Keep one chunk of a night's raw signal (``start_index``: samples since the night began)."""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO raw_chunks VALUES (?,?,?,?,?,?,?)",
-            (night_id, start_index, start_at, rate_hz, n, encoding, data),
+        row = (night_id, start_index, start_at, rate_hz, n, encoding, data)
+        await self._write(
+            "raw signal chunks",
+            [("INSERT OR REPLACE INTO raw_chunks VALUES (?,?,?,?,?,?,?)", row, False)],
+            size_bytes=len(data),
+            drop_rank=RAW_CHUNK,
         )
-        await self._db.commit()
 
     async def add_snippet(
         self, event_id: str, night_id: str, start_at: str, rate_hz: float, n: int, encoding: str, data: bytes
     ) -> None:
         """Keep the raw signal around one event."""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO snippets VALUES (?,?,?,?,?,?,?)",
-            (event_id, night_id, start_at, rate_hz, n, encoding, data),
+        row = (event_id, night_id, start_at, rate_hz, n, encoding, data)
+        await self._write(
+            "event snippets",
+            [("INSERT OR REPLACE INTO snippets VALUES (?,?,?,?,?,?,?)", row, False)],
+            size_bytes=len(data),
+            drop_rank=SNIPPET,
         )
-        await self._db.commit()
 
     async def prune_raw(self, ended_before: str) -> int:
-        """Delete the whole-night raw signal of nights that ended before ``ended_before``; chunks deleted."""
-        cur = await self._db.execute(
-            "DELETE FROM raw_chunks WHERE night_id IN (SELECT id FROM nights WHERE ended_at IS NOT NULL "
-            "AND ended_at < ?)",
-            (ended_before,),
-        )
-        await self._db.commit()
-        return int(cur.rowcount or 0)
+        """Delete the whole-night raw signal of nights that ended before ``ended_before``; chunks deleted
+        (0 while writes are held: the next night's end prunes them)."""
+        removed: list[int] = []
+
+        async def prune() -> None:
+            async with self._tx_lock:
+                try:
+                    cur = await self._db.execute(
+                        "DELETE FROM raw_chunks WHERE night_id IN (SELECT id FROM nights WHERE ended_at IS "
+                        "NOT NULL AND ended_at < ?)",
+                        (ended_before,),
+                    )
+                    await self._db.commit()
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.rollback()
+                    raise
+            removed.append(int(cur.rowcount or 0))
+
+        await self.held.run(prune, "raw signal pruning", keep=False)
+        return sum(removed)
 
     async def add_notice(
         self, notice_id: str, created_at: str, kind: str, message: str, details: dict[str, Any]
     ) -> None:
         """Keep a notice for the user (e.g. a sustained rise) until they dismiss it."""
-        await self._db.execute(
-            "INSERT INTO notices (id, created_at, kind, message, details) VALUES (?,?,?,?,?)",
-            (notice_id, created_at, kind, message, json.dumps(details)),
+        sql = "INSERT INTO notices (id, created_at, kind, message, details) VALUES (?,?,?,?,?)"
+        await self._write(
+            "a notice", [(sql, (notice_id, created_at, kind, message, json.dumps(details)), False)]
         )
-        await self._db.commit()
 
     async def active_notice(self, kind: str) -> dict[str, Any] | None:
         """The newest notice of ``kind`` not dismissed, or None."""
@@ -266,23 +328,10 @@ class Store:
         self, row: dict[str, Any], outbox: list[tuple[str, str, int, bool]], created_at: str
     ) -> None:
         """Insert an event and its outbox messages ``(topic, payload, qos, retain)`` atomically."""
-        try:
-            await self._write_held()
-            await self._db.execute(
-                "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, "
-                "intensity, profile, confidence, cause_id, details) VALUES "
-                "(:id, :night_id, :event_type, :start, :end, :duration_s, :intensity, :profile, "
-                ":confidence, :cause_id, :details)",
-                {**row, "details": json.dumps(row.get("details") or {})},
-            )
-            await self._db.executemany(
-                "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
-                [(t, p, q, int(r), created_at) for t, p, q, r in outbox],
-            )
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
+        steps = self._take_batch()
+        steps.append((_EVENT_INSERT, {**row, "details": json.dumps(row.get("details") or {})}, False))
+        steps.append((_OUTBOX_INSERT, [(t, p, q, int(r), created_at) for t, p, q, r in outbox], True))
+        await self._write("events", steps)
 
     async def add_epoch(
         self,
@@ -305,33 +354,29 @@ class Store:
         await self._flush_if_due()
 
     async def set_live_state(self, unit_id: str, updated_at: str, state: dict[str, Any]) -> None:
-        """Replace the live state the dashboard shows as 'now'."""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO live_state VALUES (?,?,?)",
-            (unit_id, updated_at, json.dumps(state)),
+        """Replace the live state the dashboard shows as 'now' (not held: the next one replaces it)."""
+        sql = "INSERT OR REPLACE INTO live_state VALUES (?,?,?)"
+        await self._write(
+            "the live state", [(sql, (unit_id, updated_at, json.dumps(state)), False)], keep=False
         )
-        await self._db.commit()
 
     async def add_annotation(
         self, annotation_id: str, night_id: str | None, at: str, kind: str, source: str, note: str = ""
     ) -> None:
         """Record a user's mark on the night (button press, MQTT mark, relabel)."""
-        await self._db.execute(
-            "INSERT INTO annotations (id, night_id, at, kind, source, note) VALUES (?,?,?,?,?,?)",
-            (annotation_id, night_id, at, kind, source, note),
-        )
-        await self._db.commit()
+        sql = "INSERT INTO annotations (id, night_id, at, kind, source, note) VALUES (?,?,?,?,?,?)"
+        await self._write("annotations", [(sql, (annotation_id, night_id, at, kind, source, note), False)])
 
     async def add_calibration(
         self, created_at: str, sensor: str, rate_hz: float, usable: bool, values: dict[str, Any], verdict: str
     ) -> None:
         """Keep one calibration result (the newest usable one is used)."""
-        await self._db.execute(
+        sql = (
             "INSERT INTO calibrations (created_at, sensor, rate_hz, usable, values_json, verdict) "
-            "VALUES (?,?,?,?,?,?)",
-            (created_at, sensor, rate_hz, int(usable), json.dumps(values), verdict),
+            "VALUES (?,?,?,?,?,?)"
         )
-        await self._db.commit()
+        row = (created_at, sensor, rate_hz, int(usable), json.dumps(values), verdict)
+        await self._write("a calibration", [(sql, row, False)])
 
     async def latest_calibration(self, sensor: str) -> dict[str, Any] | None:
         """The newest usable calibration of this sensor kind: its values and created_at, or None."""
@@ -355,11 +400,13 @@ class Store:
         return [OutboxRow(int(s), str(t), str(p), int(q), bool(r)) for s, t, p, q, r in rows]
 
     async def outbox_ack(self, seqs: list[int]) -> None:
-        """Delete messages the broker acknowledged."""
+        """Delete messages the broker acknowledged (held like any write: until then a restart would
+        publish them again, which consumers drop by id)."""
         if not seqs:
             return
-        await self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-        await self._db.commit()
+        await self._write(
+            "outbox acknowledgements", [("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs], True)]
+        )
 
     async def outbox_len(self) -> int:
         """Messages still waiting for the broker."""

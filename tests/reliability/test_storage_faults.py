@@ -99,12 +99,6 @@ def test_a_full_disk_never_corrupts_the_database_and_a_restart_recovers_when_spa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/app.py lets sqlite3 'database or disk is full' end the daemon with a traceback; "
-    "it should log one clear error, keep detecting with events held in memory, report it in the "
-    "health, and write them when space returns (RELIABILITY.md, 'Known gaps')",
-)
 def test_a_full_disk_is_a_health_error_and_detection_goes_on_until_space_returns(
     small_disk: Path, tmp_path: Path
 ) -> None:

@@ -25,7 +25,7 @@
   const eventOrder = eventPairs.map((pair) => pair[0]);
   // Same lists as HIDDEN_STATE_KEYS and SHOWN_WHEN_NONZERO in web/display.py.
   const hiddenStateKeys = new Set(["counts", "night_id"]);
-  const shownWhenNonzero = new Set(["suppressed_events"]);
+  const shownWhenNonzero = new Set(["suppressed_events", "storage_problem"]);
 
   function byId(id) {
     return document.getElementById(id);
@@ -121,7 +121,7 @@
       return "unknown";
     }
     if (typeof value === "boolean") {
-      if (key === "sensor_ok") {
+      if (key === "sensor_ok" || key === "storage_ok") {
         return value ? "OK" : "FAULT";
       }
       if (key === "mqtt_connected") {
