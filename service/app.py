@@ -57,6 +57,8 @@ LIVE_HEARTBEAT_S = 10.0
 STATE_PUBLISH_PERIOD_S = 10.0
 #: The sensor counts as healthy again this many seconds (stream time) after its last fault.
 SENSOR_OK_AFTER_S = 60.0
+#: A fault still in progress this long is reported at once (its event comes when it ends).
+FAULT_OPEN_REPORT_S = 2.0
 #: How many event ids are remembered to resolve an awakening's cause.
 CAUSE_MEMORY = 1000
 #: Seconds of raw signal held for event snippets (an event is emitted a little after it ends).
@@ -581,7 +583,9 @@ class Daemon:
                 if t_s - self._last_tick_s >= SESSION_TICK_S:
                     self._last_tick_s = t_s
                     await self._apply(self.sessions.tick(self._stream_dt(t_s)))
-                if not self.live.sensor_ok:
+                if self.detector.fault_open_s >= FAULT_OPEN_REPORT_S:
+                    await self._fault_in_progress(t_s)
+                elif not self.live.sensor_ok:
                     self._check_sensor_recovered(t_s)
                 await self._check_storage()
                 if self.live.moving and not self.debounce.update(self._moving_raw, t_s):
@@ -673,6 +677,17 @@ class Daemon:
         await self.store.retry_held()
         if self.store.problem != self.live.storage_problem:
             self.live.storage_problem = self.store.problem
+            await self._publish_live(force=True)
+
+    async def _fault_in_progress(self, t_s: float) -> None:
+        """A fault that has not ended yet (unplugged, stuck, on a rail): the sensor is not ok now."""
+        self._fault_until_s = max(self._fault_until_s, t_s + SENSOR_OK_AFTER_S)
+        if self.live.sensor_ok:
+            assert self.detector is not None
+            logger.warning("sensor: fault in progress for %.0f s (unplugged, stuck or on a rail)",
+                           self.detector.fault_open_s)  # fmt: skip
+            self.live.sensor_ok = False
+            self._show_health()
             await self._publish_live(force=True)
 
     def _check_sensor_recovered(self, t_s: float) -> None:

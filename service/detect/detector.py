@@ -236,6 +236,12 @@ class Detector:
             return self._frames(renv, rf, rbase)
         return []
 
+    @property
+    def fault_open_s(self) -> float:
+        """How long a sensor fault still in progress has lasted, seconds (0: none). Its
+        ``sensor_fault`` event comes when it ends; this lets a caller report it sooner."""
+        return self.health.fault_open_s
+
     def set_profile(self, profile: str) -> None:
         """Use rule profile ``profile`` from now on: PLM series that end later are grouped by its
         interval rule and every later event is labelled with it. Other stages keep their state.

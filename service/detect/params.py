@@ -172,6 +172,11 @@ class DetectorParams:
         1.0, "After an implausible jump, this long a self-consistent run accepts the new level, seconds."
     )
     stuck_s: float = param(60.0, "Identical consecutive samples for this long are a stuck sensor, seconds.")
+    flat_s: float = param(
+        5.0,
+        "Identical consecutive samples for this long are no measurement (a stuck or disconnected ADC): "
+        "from then on they count as fault samples, so the baseline, presence and sleep ignore them, s.",
+    )
     adc_full_scale_counts: float = param(
         0.0, "ADC full scale; samples at <= 0 or >= it are rail values (0: unknown, rule off)."
     )
