@@ -25,7 +25,7 @@ from service.detect.types import Epoch, Event, Vitals
 from service.payloads import event_row
 from service.rawsignal import CHUNK_S, snippet_span
 from service.store.signal_codec import encode
-from service.store.store import migrate
+from service.store.store import make_private, migrate
 from service.timefmt import iso_utc
 
 
@@ -63,6 +63,7 @@ def build_history(
         first_date = datetime.now(tz).date() - timedelta(days=nights)
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA journal_mode=WAL")

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,22 @@ class OutboxRow:
     retain: bool
 
 
+#: A person's nights are private: the database and its backups are never readable by other users,
+#: whatever the umask (SQLite gives the -wal and -shm files the database file's mode).
+DB_FILE_MODE = 0o640
+
+
+def make_private(path: Path) -> None:
+    """Create ``path`` (empty) with DB_FILE_MODE if it is missing; take away other users' access if
+    it has it. OSError if that is not possible."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DB_FILE_MODE))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o007:
+        os.chmod(path, mode & ~0o007)
+        logger.info("database %s was readable by other users: now %o", path, mode & ~0o007)
+
+
 def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
     """Bring a plain sqlite3 connection to SCHEMA_VERSION; returns the version it was at.
 
@@ -63,6 +81,7 @@ def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
         return current
     if current > 0 and path is not None:
         backup = path.with_name(f"{path.name}.bak-v{current}")
+        make_private(backup)
         with sqlite3.connect(backup) as dst:
             conn.backup(dst)
         dst.close()
@@ -168,6 +187,7 @@ class Store:
         p = Path(path)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
+            make_private(p)
             with sqlite3.connect(p, timeout=busy_timeout_s) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 migrate(conn, p)

@@ -91,11 +91,6 @@ def test_under_the_units_umask_the_database_is_not_readable_by_others(tmp_path: 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/store/store.py creates the database with the caller's umask: under the usual 0022 "
-    "(make demo, a manual run) it is world-readable 0644 (RELIABILITY.md, 'Known gaps')",
-)
 def test_under_a_permissive_umask_the_database_is_still_not_readable_by_others(tmp_path: Path) -> None:
     modes = _created_modes(tmp_path, 0o022)
     for name, mode in modes.items():
