@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,9 @@ RESUME_WITHIN = timedelta(hours=3)
 CLOCK_JUMP_S = 120.0
 #: Session rules are checked this often, in stream seconds.
 SESSION_TICK_S = 1.0
+#: Events found while no night is open are kept this long (stream seconds): a night that starts at
+#: a bed entry the detector decides a little later takes the movements since then (settling in).
+UNTRACKED_KEEP_S = 600.0
 
 
 class Daemon:
@@ -109,6 +112,8 @@ class Daemon:
         self._moving_raw = False
         self._asleep_s = self._in_bed_s = 0.0
         self.untracked_events = 0
+        self._untracked: deque[Event] = deque()
+        self._just_ended: tuple[str, End] | None = None
         self.blocks = 0
         self.events_written = 0
         self.auto_sessions = cfg.sessions.mode == "auto"
@@ -236,6 +241,7 @@ class Daemon:
         if self.night_id is not None:
             logger.info("night %s is already being tracked", self.night_id)
             return
+        self._just_ended = None
         self.night_id = f"{start.at:%Y%m%dT%H%M%SZ}-{self.cfg.unit_id}-{uuid.uuid4().hex[:6]}"
         self.night_started = start.at
         await self.store.start_night(
@@ -253,6 +259,16 @@ class Daemon:
         logger.info(
             "%s %s started (%s; source: %s)", start.kind, self.night_id, start.reason, self.source_label
         )
+        await self._take_untracked(start.at)
+
+    async def _take_untracked(self, started: datetime) -> None:
+        """Record the events found since the night's start before it was opened (presence decides a
+        bed entry some seconds after it happened); older ones stay unrecorded."""
+        held, self._untracked = list(self._untracked), deque()
+        for event in held:
+            if self._stream_dt(event.start_s) >= started - timedelta(seconds=1):
+                self.untracked_events -= 1
+                await self._on_event(event)
 
     def _enter_night(self, started: datetime) -> None:
         """Reset tonight's figures and begin keeping raw signal (from the start, if the ring has it)."""
@@ -278,13 +294,9 @@ class Daemon:
             return
         night_id = self.night_id
         await self._store_raw(final=True)
-        ended = iso_utc(end.at)
-        await self.store.flush()  # the summary reads every epoch and vitals row
-        summary = await self._summary_of(night_id, ended, end.kind)
-        payload = json.dumps({**summary, "ended": ended}, separators=(",", ":"))
-        outbox = [(self.topics.night, payload, 1, True)] if self.mqtt is not None else []
-        await self.store.end_night(night_id, ended, summary, outbox, kind=end.kind, end_reason=end.reason)
+        summary = await self._close_night(night_id, end)
         logger.info("%s %s ended (%s): %s", end.kind, night_id, end.reason, _brief(summary))
+        self._just_ended = (night_id, end)
         self.night_id = self.live.night_id = None
         self.night_started = None
         self._chunks = None
@@ -295,6 +307,25 @@ class Daemon:
         if end.kind == "night":
             await self._check_trend()
         await self._publish_live(force=True)
+
+    async def _close_night(self, night_id: str, end: End) -> dict[str, Any]:
+        """Store the night's end with its summary, and queue the retained ``night`` message."""
+        assert self.store is not None
+        ended = iso_utc(end.at)
+        await self.store.flush()  # the summary reads every epoch and vitals row
+        summary = await self._summary_of(night_id, ended, end.kind)
+        payload = json.dumps({**summary, "ended": ended}, separators=(",", ":"))
+        outbox = [(self.topics.night, payload, 1, True)] if self.mqtt is not None else []
+        await self.store.end_night(night_id, ended, summary, outbox, kind=end.kind, end_reason=end.reason)
+        return summary
+
+    def _late_night(self, event: Event) -> str | None:
+        """The night that just ended, if ``event`` began inside it: the detector decides some events
+        (an awakening needs minutes of look-ahead) after a command or button press ended the night."""
+        if self._just_ended is None:
+            return None
+        night_id, end = self._just_ended
+        return night_id if self._stream_dt(event.start_s) < end.at else None
 
     async def _summary_of(self, night_id: str, ended: str, kind: str) -> dict[str, Any]:
         """The night's summary from what is stored (service.history), or tonight's counts if that fails."""
@@ -622,10 +653,11 @@ class Daemon:
             if self.night_id is not None and self.night_started is not None:
                 assert self.store is not None
                 self.night_started += delta
-                await self.store.shift_night_start(
+                await self.store.shift_night(
                     self.night_id,
                     iso_utc(self.night_started),
                     self.rules.night_date(self.night_started).isoformat(),
+                    jump,
                 )
         elif jump < -CLOCK_JUMP_S and not self._clock_back_warned:
             self._clock_back_warned = True
@@ -739,9 +771,13 @@ class Daemon:
             self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
         if event.type == "bed_entry" and self.auto_sessions and self.night_id is None:
             await self._apply(self.sessions.bed(self._stream_dt(event.start_s), True))
-        if self.night_id is None:
+        night_id = self.night_id or self._late_night(event)
+        if night_id is None:
             self.untracked_events += 1
-            logger.debug("%s not recorded: tracking is off", event.type)
+            self._untracked.append(event)
+            while self._untracked and self._untracked[0].end_s < event.end_s - UNTRACKED_KEEP_S:
+                self._untracked.popleft()
+            logger.debug("%s not recorded: no night is open", event.type)
             return
         event_id = uuid.uuid4().hex
         self._event_ids[event.seq] = event_id
@@ -751,7 +787,7 @@ class Daemon:
         row = event_row(
             event,
             event_id=event_id,
-            night_id=self.night_id,
+            night_id=night_id,
             stream_start=self._stream_start,
             cause_id=cause_id,
         )
@@ -771,11 +807,13 @@ class Daemon:
                 event.start_s, event.end_s, self.cfg.storage.snippet_pad_s, self.cfg.storage.snippet_max_s
             )
             end_b = round((event.end_s + self.cfg.storage.snippet_pad_s) * rate)
-            self._pending_snippets.append(
-                (event_id, self.night_id, round(a_s * rate), round(b_s * rate), end_b)
-            )
-        self.live.counts[event.type] += 1
-        self._update_rates()
+            self._pending_snippets.append((event_id, night_id, round(a_s * rate), round(b_s * rate), end_b))
+        if night_id == self.night_id:
+            self.live.counts[event.type] += 1
+            self._update_rates()
+        elif self._just_ended is not None:  # a late event of the night that just ended: summarise again
+            logger.info("%s found after night %s ended, inside it: kept there", event.type, night_id)
+            await self._close_night(*self._just_ended)
         if publish and self.mqtt is not None:
             self.live.outbox_len += 1
             self.mqtt.kick()

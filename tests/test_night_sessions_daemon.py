@@ -7,17 +7,21 @@ import asyncio
 import itertools
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hardware.block import Block
 from hardware.simulated import SimulatedNight, SimulatedSource
 from service.app import Daemon
 from service.config import load_config
+from service.detect.types import MOVEMENT_TYPES
 from service.store.signal_codec import decode
 from service.timefmt import parse_iso_utc
+from tests.reliability.conftest import expected_events
 
 RATE = 50.0
 
@@ -120,3 +124,80 @@ def test_a_night_left_open_by_a_restart_goes_on_and_a_stale_one_is_closed(tmp_pa
     last_event = max(r["end_at"] for r in _rows(db, "SELECT end_at FROM events WHERE night_id = ?", night_id))
     assert old["ended_at"] >= last_event
     assert parse_iso_utc(old["ended_at"]) < t1 + timedelta(hours=2)
+
+
+class _StoppedByCommand:
+    """A simulated night whose sleeper ends it with ``cmd/night stop`` right after the last block, as
+    in the morning: the detector has not flushed yet, so it still holds events decided with look-ahead
+    (an awakening needs minutes of it)."""
+
+    def __init__(self, night: SimulatedNight, start: datetime) -> None:
+        self.inner = SimulatedSource(night, speed=0.0, start=start)
+        self.daemon: Daemon | None = None
+
+    @property
+    def rate_hz(self) -> float:
+        return self.inner.rate_hz
+
+    @property
+    def channels(self) -> int:
+        return 1
+
+    @property
+    def bits(self) -> int:
+        return 12
+
+    async def _blocks(self) -> AsyncIterator[Block]:
+        async for block in self.inner:
+            yield block
+        assert self.daemon is not None
+        self.daemon._on_command("night", b"stop")
+        while self.daemon.night_id is not None:
+            await asyncio.sleep(0.01)
+
+    def __aiter__(self) -> AsyncIterator[Block]:
+        return self._blocks()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def test_a_night_keeps_the_movements_before_its_bed_entry_was_decided_and_the_events_after_its_stop(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "b.sqlite3"
+    seed, duration_s = 12, 1800.0
+    start = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(22, 30), tzinfo=UTC)
+    cfg = load_config(
+        environ={},
+        overrides={
+            "storage": {"db_path": str(db)},
+            "mqtt": {"enabled": False},
+            "web": {"enabled": False},
+            "sessions": {"mode": "auto", "timezone": "UTC"},
+        },
+    )
+    source = _StoppedByCommand(SimulatedNight(seed=seed, rate_hz=250.0, duration_s=duration_s), start)
+    daemon = Daemon(cfg, source, "test")
+    source.daemon = daemon
+    assert asyncio.run(daemon.run()) == 0
+
+    nights = _rows(db, "SELECT * FROM nights")
+    assert len(nights) == 1 and nights[0]["start_reason"] == "bed_entry"
+    started, ended = parse_iso_utc(nights[0]["started_at"]), parse_iso_utc(nights[0]["ended_at"])
+    stored = [(e["event_type"], (parse_iso_utc(e["start_at"]) - start).total_seconds())
+              for e in _rows(db, "SELECT * FROM events ORDER BY start_at")]  # fmt: skip
+    first_s, end_s = (started - start).total_seconds(), (ended - start).total_seconds()
+    expected = [(e.event_type, e.start_s) for e in expected_events(seed, duration_s)
+                if first_s - 0.01 <= e.start_s < end_s]  # fmt: skip
+    expected.sort(key=lambda e: e[1])
+    decided_late = [e for e in expected if e[0] == "awakening" and e[1] > duration_s - 600]
+    assert decided_late, "the night ends with an awakening the detector decides only at its flush"
+    settling = [e for e in expected if e[0] in MOVEMENT_TYPES and e[1] < first_s + 30]
+    assert settling, "movements follow the bed entry before presence has decided it"
+    assert [k for k, _ in stored] == [k for k, _ in expected]
+    assert all(abs(a[1] - b[1]) < 0.02 for a, b in zip(stored, expected, strict=True))
+    summary = json.loads(nights[0]["summary"])
+    assert summary["counts"].get("awakening") == sum(k == "awakening" for k, _ in expected), (
+        "the summary counts the late awakening"
+    )

@@ -102,6 +102,15 @@ _EVENT_INSERT = (
     "confidence, cause_id, details) VALUES (:id, :night_id, :event_type, :start, :end, :duration_s, "
     ":intensity, :profile, :confidence, :cause_id, :details)"
 )
+#: Tables with times of a night's rows: (table, time columns, whether a time is part of a unique key).
+_NIGHT_TIMES = (
+    ("events", ("start_at", "end_at"), False),
+    ("epochs", ("start_at",), True),
+    ("vitals", ("t_at",), True),
+    ("raw_chunks", ("start_at",), False),
+    ("snippets", ("start_at",), False),
+    ("annotations", ("at",), False),
+)
 _OUTBOX_INSERT = "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)"
 
 
@@ -266,10 +275,30 @@ class Store:
         keys = ("id", "started_at", "kind", "night_date", "start_reason", "last_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    async def shift_night_start(self, night_id: str, started_at: str, night_date: str) -> None:
-        """Move an open night's start (the wall clock was wrong when it began)."""
-        sql = "UPDATE nights SET started_at = ?, night_date = ? WHERE id = ?"
-        await self._write("a night's start", [(sql, (started_at, night_date, night_id), False)])
+    async def shift_night(self, night_id: str, started_at: str, night_date: str, delta_s: float) -> None:
+        """The wall clock was wrong when this open night began and has jumped by ``delta_s``: move its
+        start and every row stored for it so far (events, epochs, vitals, raw signal, snippets, marks),
+        in one transaction, so they lie inside their night and in order with what follows.
+
+        Messages already published keep the times they had."""
+        steps = self._take_batch()  # batched epochs and vitals carry the old times too
+        steps.append(("UPDATE nights SET started_at = ?, night_date = ? WHERE id = ?",
+                      (started_at, night_date, night_id), False))  # fmt: skip
+        for table, columns, unique in _NIGHT_TIMES:
+            for col in columns:
+                if unique:  # shifted values may meet unshifted ones: step through a marked form
+                    steps.append(
+                        (f"UPDATE {table} SET {col} = '~' || {col} WHERE night_id = ?", (night_id,), False)
+                    )
+                    src = f"substr({col}, 2)"
+                else:
+                    src = col
+                steps.append((
+                    f"UPDATE {table} SET {col} = strftime('%Y-%m-%dT%H:%M:%fZ', {src}, ?) WHERE night_id = ?",
+                    (f"{delta_s:+.3f} seconds", night_id),
+                    False,
+                ))  # fmt: skip
+        await self._write("a night's times", steps)
 
     async def add_raw_chunk(
         self,

@@ -138,12 +138,6 @@ def test_ntp_setting_the_clock_mid_night_keeps_one_night_on_the_right_date(
 
 
 @pytest.mark.parametrize("wrong_by", WRONG)
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/app.py re-anchors the stream clock on the jump and moves the night's start, but "
-    "events, epochs and vitals stored before the jump keep the wrong time, outside their night "
-    "(RELIABILITY.md, 'Known gaps')",
-)
 def test_events_keep_their_order_and_lie_within_their_night_across_the_jump(
     tmp_path: Path, wrong_by: timedelta
 ) -> None:
