@@ -389,6 +389,8 @@ class SensorHealth:
         if self.n == 0:
             same[0] = False
         carried = self.flat_run
+        if self._no_flat_run(same, carried):
+            return []
         if same.all():
             run_end = carried + n
             if run_end + 1 >= self.flat_n:
@@ -407,6 +409,25 @@ class SensorHealth:
         before = np.concatenate(([carried], run[:-1]))
         ends = np.flatnonzero(~same & (before + 1 >= self.flat_n))
         return ends.tolist()
+
+    def _no_flat_run(self, same: np.ndarray, carried: int) -> bool:
+        """Cheap test (a few passes over bools) that no run reaches ``flat_n`` in this block; if so,
+        ``flat_run`` is updated and the block needs nothing else. A run of ``flat_n - 1`` equal
+        steps holds an aligned chunk of a third of that in the chunked part, or touches the ends."""
+        n = same.size
+        steps = self.flat_n - 1
+        first_change = int(np.argmin(same))
+        if same[first_change] or carried + first_change >= steps:
+            return False  # the whole block is one run, or the carried run reaches the limit
+        h = max(1, steps // 3)
+        m = n // h
+        if m and bool(same[: m * h].reshape(m, h).all(axis=1).any()):
+            return False
+        trailing = int(np.argmin(same[::-1]))
+        if trailing >= steps:
+            return False
+        self.flat_run = trailing
+        return True
 
     def _rail(self, v: float) -> bool:
         return self.full_scale > 0 and (v <= 0.0 or v >= self.full_scale)

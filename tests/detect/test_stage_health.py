@@ -132,3 +132,38 @@ def test_health_is_block_size_invariant_with_glitches_near_every_block_edge() ->
         got = run(x, block=block)
         assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
         assert got[2] == ref[2] and got[3] == ref[3]
+
+
+def _flat_reference(x: np.ndarray, flat_n: int) -> tuple[np.ndarray, list[int]]:
+    """By brute force: samples from the flat_n-th of a run of identical values on, and run ends."""
+    mask = np.zeros(x.size, bool)
+    ends: list[int] = []
+    run = 1
+    for i in range(1, x.size):
+        if x[i] == x[i - 1]:
+            run += 1
+            if run >= flat_n:
+                mask[i] = True
+        else:
+            if run >= flat_n:
+                ends.append(i)
+            run = 1
+    return mask, ends
+
+
+def test_identical_samples_past_flat_s_are_fault_samples_whatever_the_blocks() -> None:
+    rate = 250.0
+    flat_n = round(5.0 * rate)
+    rng = np.random.default_rng(3)
+    x = np.round(2000.0 + 20.0 * rng.standard_normal(int(120 * rate)))
+    # flat runs just short of, at and well past flat_n (blocks of every size cut them somewhere)
+    for start, length in ((1000, flat_n - 1), (5000, flat_n), (9000, flat_n + 1), (14000, 3 * flat_n),
+                          (24000, 2 * flat_n + 7)):  # fmt: skip
+        x[start : start + length] = x[start]
+    want_mask, want_ends = _flat_reference(x, flat_n)
+    for block in (25, 250, 1249, 1250, 4096, x.size):
+        _, fault, _, resets = run(x, rate, block)
+        np.testing.assert_array_equal(fault, want_mask, err_msg=f"block {block}")
+        assert [r for r in resets if r in want_ends] == want_ends, f"block {block}"
+    assert want_mask.sum() == 0 + 1 + 2 + (2 * flat_n + 1) + (flat_n + 8)
+
