@@ -29,6 +29,7 @@ after its start (its ``start_s`` is the bout's first epoch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import median
 
 import numpy as np
 
@@ -277,7 +278,7 @@ class SleepStream:
         self.in_bed.append(in_bed)
         if hr is not None:
             # a rate far from the recent ones is a measurement error (a harmonic), not a change
-            if self.recent_hr and abs(hr / float(np.median(self.recent_hr)) - 1.0) > 0.25:
+            if self.recent_hr and abs(hr / float(median(self.recent_hr)) - 1.0) > 0.25:
                 hr = None
             else:
                 self.recent_hr.append(hr)
@@ -306,11 +307,11 @@ class SleepStream:
         if self.raw:
             if not self.sleep_hrs:
                 return True  # just fell asleep: no sleeping level yet
-            limit = float(np.median(self.sleep_hrs)) + self.hr_rise
+            limit = float(median(self.sleep_hrs)) + self.hr_rise
             return hr < limit or (then is not None and then < limit)
         if not self.wake_hrs:
             return False
-        if hr <= float(np.median(self.wake_hrs)) - self.hr_drop:
+        if hr <= float(median(self.wake_hrs)) - self.hr_drop:
             return True
         # back within half the rise of the sleeping level it woke from: asleep again
         lvl = self.last_sleep_level
@@ -331,7 +332,7 @@ class SleepStream:
             if asleep:
                 self.sleep_hrs = []
             else:
-                self.last_sleep_level = float(np.median(self.sleep_hrs)) if self.sleep_hrs else None
+                self.last_sleep_level = float(median(self.sleep_hrs)) if self.sleep_hrs else None
                 self.wake_hrs = []
         if hr is not None and self.in_bed[e]:
             hrs = self.sleep_hrs if asleep else self.wake_hrs
