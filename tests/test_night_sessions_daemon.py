@@ -22,6 +22,7 @@ from service.detect.types import MOVEMENT_TYPES
 from service.store.signal_codec import decode
 from service.timefmt import parse_iso_utc
 from tests.reliability.conftest import expected_events
+from tests.sources import WrappedSource
 
 RATE = 50.0
 
@@ -126,40 +127,18 @@ def test_a_night_left_open_by_a_restart_goes_on_and_a_stale_one_is_closed(tmp_pa
     assert parse_iso_utc(old["ended_at"]) < t1 + timedelta(hours=2)
 
 
-class _StoppedByCommand:
+class _StoppedByCommand(WrappedSource):
     """A simulated night whose sleeper ends it with ``cmd/night stop`` right after the last block, as
     in the morning: the detector has not flushed yet, so it still holds events decided with look-ahead
     (an awakening needs minutes of it)."""
 
-    def __init__(self, night: SimulatedNight, start: datetime) -> None:
-        self.inner = SimulatedSource(night, speed=0.0, start=start)
-        self.daemon: Daemon | None = None
-
-    @property
-    def rate_hz(self) -> float:
-        return self.inner.rate_hz
-
-    @property
-    def channels(self) -> int:
-        return 1
-
-    @property
-    def bits(self) -> int:
-        return 12
-
-    async def _blocks(self) -> AsyncIterator[Block]:
+    async def blocks(self) -> AsyncIterator[Block]:
         async for block in self.inner:
             yield block
         assert self.daemon is not None
         self.daemon._on_command("night", b"stop")
         while self.daemon.night_id is not None:
             await asyncio.sleep(0.01)
-
-    def __aiter__(self) -> AsyncIterator[Block]:
-        return self._blocks()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def test_a_night_keeps_the_movements_before_its_bed_entry_was_decided_and_the_events_after_its_stop(
@@ -177,7 +156,8 @@ def test_a_night_keeps_the_movements_before_its_bed_entry_was_decided_and_the_ev
             "sessions": {"mode": "auto", "timezone": "UTC"},
         },
     )
-    source = _StoppedByCommand(SimulatedNight(seed=seed, rate_hz=250.0, duration_s=duration_s), start)
+    night = SimulatedNight(seed=seed, rate_hz=250.0, duration_s=duration_s)
+    source = _StoppedByCommand(SimulatedSource(night, speed=0.0, start=start))
     daemon = Daemon(cfg, source, "test")
     source.daemon = daemon
     assert asyncio.run(daemon.run()) == 0

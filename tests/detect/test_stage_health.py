@@ -166,4 +166,3 @@ def test_identical_samples_past_flat_s_are_fault_samples_whatever_the_blocks() -
         np.testing.assert_array_equal(fault, want_mask, err_msg=f"block {block}")
         assert [r for r in resets if r in want_ends] == want_ends, f"block {block}"
     assert want_mask.sum() == 0 + 1 + 2 + (2 * flat_n + 1) + (flat_n + 8)
-

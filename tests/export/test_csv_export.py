@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import shutil
 import sqlite3
 import zipfile
 from collections import Counter
@@ -30,14 +29,6 @@ TIME_COLUMNS = {"started_at", "ended_at", "start_at", "end_at", "t_at", "created
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     path = tmp_path_factory.mktemp("csv") / "bedside.sqlite3"
     return path, build_db(path, nights=6, raw_days=0)
-
-
-@pytest.fixture
-def db(history: tuple[Path, list[str]], tmp_path: Path) -> tuple[Path, list[str]]:
-    src, ids = history
-    dst = tmp_path / "bedside.sqlite3"
-    shutil.copy(src, dst)
-    return dst, ids
 
 
 def _documented_columns() -> dict[str, list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -27,15 +26,6 @@ from tests.export import build_db
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     path = tmp_path_factory.mktemp("edf") / "bedside.sqlite3"
     return path, build_db(path, nights=3, raw_days=2)
-
-
-@pytest.fixture
-def db(history: tuple[Path, list[str]], tmp_path: Path) -> tuple[Path, list[str]]:
-    """A private copy of the module's history (tests change it)."""
-    src, ids = history
-    dst = tmp_path / "bedside.sqlite3"
-    shutil.copy(src, dst)
-    return dst, ids
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,14 +22,6 @@ from tests.export import REPO, build_db, clean_env, run_cli
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     path = tmp_path_factory.mktemp("cli") / "bedside.sqlite3"
     return path, build_db(path, nights=4, raw_days=1)
-
-
-@pytest.fixture
-def db(history: tuple[Path, list[str]], tmp_path: Path) -> tuple[Path, list[str]]:
-    src, ids = history
-    dst = tmp_path / "bedside.sqlite3"
-    shutil.copy(src, dst)
-    return dst, ids
 
 
 def _query(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

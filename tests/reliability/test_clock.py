@@ -25,6 +25,7 @@ from service.app import Daemon
 from service.config import load_config
 from service.timefmt import parse_iso_utc
 from tests.reliability.conftest import expected_events
+from tests.sources import WrappedSource
 
 RATE_HZ = 250.0
 SEED = 12
@@ -33,30 +34,17 @@ TRUE_START = datetime(2026, 11, 21, 22, 30, tzinfo=UTC)  # the sleeper goes to b
 JUMP_AT_S = 600.0  # NTP sets the clock ten minutes after boot
 
 
-class WallClockSource:
+class WallClockSource(WrappedSource):
     """A simulated night whose blocks are stamped by a wall clock that is ``wrong_by`` until
     ``jump_at_s`` of stream time, then right (what a sampler thread sees when NTP steps the clock)."""
 
     def __init__(self, wrong_by: timedelta, jump_at_s: float) -> None:
         night = SimulatedNight(seed=SEED, rate_hz=RATE_HZ, duration_s=DURATION_S)
-        self.inner = SimulatedSource(night, start=TRUE_START, speed=0.0, block_s=0.1)
+        super().__init__(SimulatedSource(night, start=TRUE_START, speed=0.0, block_s=0.1))
         self.wrong_by = wrong_by
         self.jump_at_s = jump_at_s
-        self.daemon: Daemon | None = None
 
-    @property
-    def rate_hz(self) -> float:
-        return self.inner.rate_hz
-
-    @property
-    def channels(self) -> int:
-        return 1
-
-    @property
-    def bits(self) -> int:
-        return 12
-
-    async def _blocks(self) -> AsyncIterator[Block]:
+    async def blocks(self) -> AsyncIterator[Block]:
         async for block in self.inner:
             if block.index / block.rate_hz < self.jump_at_s:
                 block = Block(block.t0 + self.wrong_by, block.index, block.rate_hz, block.samples)
@@ -65,12 +53,6 @@ class WallClockSource:
             self.daemon._on_command("night", b"stop")
             while self.daemon.night_id is not None:
                 await asyncio.sleep(0.01)
-
-    def __aiter__(self) -> AsyncIterator[Block]:
-        return self._blocks()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from service.app import Daemon
 from service.config import load_config
 from service.timefmt import parse_iso_utc
 from tests.reliability.conftest import evening_timezone, expected_events
+from tests.sources import WrappedSource
 
 RATE_HZ = 250.0
 SEED = 9
@@ -32,37 +33,18 @@ GLITCHES = (900.0, 900.4, 900.9, 901.3, 1500.0)  # single samples at full scale
 STUCK = (1200.0, 1290.0)  # the ADC returns the same code
 
 
-class Watched:
+class Watched(WrappedSource):
     """Wraps a source and records, after each block, whether the daemon says the sensor is ok."""
 
     def __init__(self, inner: ReplaySource) -> None:
-        self.inner = inner
-        self.daemon: Daemon | None = None
+        super().__init__(inner)
         self.seen: list[tuple[float, bool]] = []
 
-    @property
-    def rate_hz(self) -> float:
-        return self.inner.rate_hz
-
-    @property
-    def channels(self) -> int:
-        return 1
-
-    @property
-    def bits(self) -> int:
-        return 12
-
-    async def _blocks(self) -> AsyncIterator[Block]:
+    async def blocks(self) -> AsyncIterator[Block]:
         async for block in self.inner:
             if self.daemon is not None:
                 self.seen.append((block.index / block.rate_hz, self.daemon.live.sensor_ok))
             yield block
-
-    def __aiter__(self) -> AsyncIterator[Block]:
-        return self._blocks()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def _faulty_night() -> np.ndarray:
