@@ -53,7 +53,7 @@ from service.detect.health import HealthResult, SensorHealth
 from service.detect.params import PROFILES, DetectorParams
 from service.detect.presence import PresenceTracker
 from service.detect.segments import Segment, Segmenter
-from service.detect.sleep import SleepCall, SleepStream
+from service.detect.sleep import COMPACT_EPOCHS, SleepCall, SleepStream
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
 from service.detect.vitals import BREATH_HARMONIC_RATIO, batch_rates, decimation, heart_envelope
 
@@ -184,6 +184,7 @@ class Detector:
         self.epoch_fault = 0
         self.epoch_inbed: list[bool] = []
         self.epoch_counts: list[float] = []
+        self.epoch_dropped = 0  # epochs already called, dropped from the front of the two lists
         # output assembly
         self.seq = 0
         self.serial = 0
@@ -493,6 +494,7 @@ class Detector:
                     out.append(self._pend(at, ORDER_PRESENCE, ev))
                 out.append(self._pend(at, ORDER_STATE, StateChange("in_bed", ch.in_bed, ch.since_s)))
                 self.presence_log.append((f_end, ch.in_bed))
+                del self.presence_log[:-64]  # only recent movements ask what it was
         ok = self.presence.state is True and not mov and not flt
         hr_out = round(hr, 1) if ok and np.isfinite(hr) and hp >= p.vitals_min_periodicity else None
         br_out = round(br, 1) if ok and np.isfinite(br) and bp >= p.vitals_min_periodicity else None
@@ -524,8 +526,12 @@ class Detector:
         p = self.params
         e_s = p.epoch_s
         # counts of called epochs are kept by the stream
-        count = self.epoch_counts[call.epoch]
-        in_bed = self.epoch_inbed[call.epoch] if call.epoch < len(self.epoch_inbed) else False
+        i = call.epoch - self.epoch_dropped
+        count = self.epoch_counts[i]
+        in_bed = self.epoch_inbed[i] if i < len(self.epoch_inbed) else False
+        if i >= COMPACT_EPOCHS:  # calls come in epoch order: earlier epochs are never read again
+            del self.epoch_counts[:i], self.epoch_inbed[:i]
+            self.epoch_dropped += i
         out = [self._pend(at, ORDER_EPOCH, Epoch(call.epoch * e_s, e_s, count, call.asleep, in_bed))]
         if call.transition is not None:
             start = call.bout_start_epoch * e_s

@@ -212,6 +212,10 @@ class SleepCall:
     bout_start_epoch: int  # first epoch of the bout that made the transition
 
 
+#: Called epochs are dropped from the streaming scorer's lists in batches of this many.
+COMPACT_EPOCHS = 1024
+
+
 class SleepStream:
     """Streaming sleep/wake for the Detector, with debounced bouts (one per Detector).
 
@@ -258,6 +262,7 @@ class SleepStream:
         self.buf: list[float] = [0.0] * self.before  # compressed counts, padded history
         self.in_bed: list[bool] = []
         self.hr: list[float | None] = []
+        self.dropped = 0  # epochs called and dropped from the front of buf, in_bed and hr
         self.next_epoch = 0  # next epoch to call
         self.asleep: bool | None = None
         self.raw: bool = False  # previous epoch's call
@@ -285,14 +290,19 @@ class SleepStream:
                 del self.recent_hr[:-20]
         self.hr.append(hr)
         out: list[SleepCall] = []
-        while self.next_epoch + self.lookahead < len(self.in_bed):
+        while self.next_epoch + self.lookahead < self.dropped + len(self.in_bed):
             out.append(self._call())
+        if self.next_epoch - self.dropped >= COMPACT_EPOCHS:
+            # called epochs are never read again: a stream that runs for months stays small
+            k = self.next_epoch - self.dropped
+            del self.buf[:k], self.in_bed[:k], self.hr[:k]
+            self.dropped += k
         return out
 
     def flush(self) -> list[SleepCall]:
         """End of stream: call the remaining epochs with the future padded by 0."""
         out: list[SleepCall] = []
-        n = len(self.in_bed)
+        n = self.dropped + len(self.in_bed)
         self.buf.extend([0.0] * self.after)
         while self.next_epoch < n:
             out.append(self._call())
@@ -319,13 +329,14 @@ class SleepStream:
 
     def _call(self) -> SleepCall:
         e = self.next_epoch
-        window = np.asarray(self.buf[e : e + self.w.size])
+        i = e - self.dropped  # its place in the lists
+        window = np.asarray(self.buf[i : i + self.w.size])
         weighted = float(window @ self.w)
-        hr = self.hr[e]
-        if not self.in_bed[e] or weighted >= self.threshold:
+        hr = self.hr[i]
+        if not self.in_bed[i] or weighted >= self.threshold:
             asleep = False
         else:
-            ahead = [h for h in self.hr[e : e + self.lookahead + 1] if h is not None]
+            ahead = [h for h in self.hr[i : i + self.lookahead + 1] if h is not None]
             asleep = self.raw if not ahead else self._by_heart(ahead[0], ahead[1] if len(ahead) > 1 else None)
         if asleep != self.raw:
             # a new bout: its own level (the sleeping heart rate drifts through the night)
@@ -334,7 +345,7 @@ class SleepStream:
             else:
                 self.last_sleep_level = float(median(self.sleep_hrs)) if self.sleep_hrs else None
                 self.wake_hrs = []
-        if hr is not None and self.in_bed[e]:
+        if hr is not None and self.in_bed[i]:
             hrs = self.sleep_hrs if asleep else self.wake_hrs
             hrs.append(hr)
             del hrs[: -20 if asleep else -10]

@@ -219,3 +219,21 @@ def test_real_recording_heart_rate_tracks_the_pulse_oximeter(recording: np.ndarr
             errs.append(abs(v.heart_bpm - ref))
     assert len(errs) >= 0.8 * quiet
     assert np.mean(errs) <= 3.0
+
+
+def test_a_stream_longer_than_a_night_drops_called_epochs_without_changing_any_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hardware.simulated import SimulatedNight
+    from service.detect import detector as detector_module
+    from service.detect import sleep as sleep_module
+
+    night = SimulatedNight(seed=3, rate_hz=50.0, duration_s=8 * 3600.0).render_all()
+    x = np.concatenate((night, night[: night.size // 2]))  # 12 h: past one batch of epochs
+    det = Detector(50.0)
+    out = det.process(x) + det.flush()
+    assert det.epoch_dropped > 0 and det.sleep.dropped > 0, "called epochs were dropped"
+    monkeypatch.setattr(sleep_module, "COMPACT_EPOCHS", 10**9)
+    monkeypatch.setattr(detector_module, "COMPACT_EPOCHS", 10**9)
+    plain = run_blocks(x, 50.0, x.size)
+    assert out == plain

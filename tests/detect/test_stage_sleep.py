@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.detect import sleep as sleep_module
 from service.detect.sleep import (
     SleepStream,
     cole_kripke,
@@ -95,3 +96,30 @@ def test_out_of_bed_epochs_are_wake() -> None:
     s = SleepStream(30.0, threshold=7.0, wake_bout_epochs=2, sleep_bout_epochs=2)
     calls = [c for _ in range(20) for c in s.add(0.0, False, None)] + s.flush()
     assert not any(c.asleep for c in calls)
+
+
+def _stream(counts: list[float], hrs: list[float | None]) -> tuple[list[tuple[object, ...]], int]:
+    """Every call of a SleepStream over the counts, and the most epochs it held at once."""
+    s = SleepStream(30.0, threshold=7.0, wake_bout_epochs=2, sleep_bout_epochs=2)
+    calls, held = [], 0
+    for c, h in zip(counts, hrs, strict=True):
+        calls += s.add(c, True, h)
+        held = max(held, len(s.in_bed))
+    calls += s.flush()
+    return [(c.epoch, c.asleep, c.weighted, c.transition, c.bout_start_epoch) for c in calls], held
+
+
+def test_a_stream_of_many_days_holds_few_epochs_and_calls_them_as_if_it_held_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(11)
+    n = 5 * sleep_module.COMPACT_EPOCHS + 17  # about 43 hours of 30-s epochs
+    counts = np.where(rng.random(n) < 0.15, rng.exponential(40.0, n), rng.exponential(1.0, n)).tolist()
+    hrs = [None if rng.random() < 0.2 else float(60 + 8 * rng.standard_normal()) for _ in range(n)]
+    calls, held = _stream(counts, hrs)
+    bound = sleep_module.COMPACT_EPOCHS + 20  # one batch, plus the look-ahead
+    monkeypatch.setattr(sleep_module, "COMPACT_EPOCHS", 10 * n)  # never drop anything
+    plain, held_all = _stream(counts, hrs)
+    assert calls == plain and len(calls) == n
+    assert any(c[3] == "awakening" for c in calls)
+    assert held <= bound < held_all == n
