@@ -1,5 +1,8 @@
 """Dashboard server time: the Night page of a night with 5,000 events, Trends over 365 nights.
 
+Trends is requested as ``/trends?range=all`` so the page draws every night of the database
+(the page's default range is the last 90); the run fails if the page shows fewer.
+
 Each URL is requested ``--requests`` times (after one warm-up request) two ways, and the median
 and 95th percentile are printed:
 
@@ -31,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sqlite3
 import subprocess
 import sys
@@ -272,6 +276,16 @@ def time_client(db: Path, page: str, path: str, n: int) -> Timing:
     return Timing(page, path, "client", n, first, med, p95, mx, size, GOALS_MS[page])
 
 
+def trends_nights_shown(db: Path, path: str) -> int:
+    """How many nights the Trends page at ``path`` says it shows (``#trend-window[data-nights]``)."""
+    client = create_app({"DATABASE": str(db), "LOGIN_REQUIRED": False}).test_client()
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'id="trend-window" data-nights="(\d+)"', page)
+    if found is None:
+        raise RuntimeError(f"{path} has no #trend-window[data-nights]")
+    return int(found.group(1))
+
+
 class WebProcess:
     """``python -m service web`` over ``db`` on a free loopback port, stopped on exit."""
 
@@ -340,12 +354,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         build["trends"]["nights"] = c.execute("SELECT COUNT(*) FROM nights").fetchone()[0]
     print(f"databases: {json.dumps(build)}", flush=True)
 
-    cases = [("night", night_db, f"/night/{night_id}"), ("trends", year_db, "/trends")]
+    # Trends shows every night of the database (``?range=all``), not the default last 90.
+    cases = [("night", night_db, f"/night/{night_id}"), ("trends", year_db, "/trends?range=all")]
     timings: list[Timing] = []
     for page, db, path in cases:
         with WebProcess(db, workdir / f"web-{page}.log") as web:
             timings.append(time_http(web.url, page, path, args.requests))
         timings.append(time_client(db, page, path, args.requests))
+    build["trends"]["shown"] = trends_nights_shown(year_db, cases[1][2])
+    if build["trends"]["shown"] != build["trends"]["nights"]:
+        raise RuntimeError(
+            f"Trends showed {build['trends']['shown']} of {build['trends']['nights']} nights: not a full year"
+        )
     return {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": platform.machine(),
@@ -370,8 +390,9 @@ def print_table(doc: dict[str, Any]) -> None:
         )
     night, trends = doc["databases"]["night"], doc["databases"]["trends"]
     print(
-        f"({doc['requests']} requests each; night page: {night['events']} events; trends: {trends['nights']} "
-        f"nights; load average {doc['load_1min']} on {doc['cpus']} CPUs)"
+        f"({doc['requests']} requests each; night page: {night['events']} events; trends: "
+        f"{trends['shown']} of {trends['nights']} nights shown; "
+        f"load average {doc['load_1min']} on {doc['cpus']} CPUs)"
     )
 
 

@@ -361,7 +361,7 @@ def trends() -> ResponseReturnValue:
     limit = parse_limit(request.args, 90)
     conn = get_db()
     if conn is None:
-        return jsonify(nights=[], metrics=[], weekly=[], change=None, comparisons=[])
+        return jsonify(window=None, nights=[], metrics=[], weekly=[], change=None, comparisons=[])
     return jsonify(history.trends(conn, limit=limit))
 
 

@@ -302,6 +302,7 @@ def trend(name: str, nights: Sequence[dict[str, Any]], height: int = 140) -> Mar
         def y_of(v: float) -> float:
             return (height - 22) * (1 - v / top) + 4
 
+        radius = 4 if len(nights) <= 120 else 2  # a year of dots must not merge into one band
         xs = np.array([(i + 0.5) * step for i in range(len(nights))])
         ys = np.array([np.nan if v is None else float(v) for v in values])
         body += _polylines(xs, ys, y_of, "trend-line")
@@ -310,7 +311,7 @@ def trend(name: str, nights: Sequence[dict[str, Any]], height: int = 140) -> Mar
             if v is not None:  # unstretched, so a dot stays round: percentage position, radius in px
                 texts.append(
                     f'<a href="/night/{escape(night["night_id"])}"><circle class="dot" cx="{_pct(float(x))}"'
-                    f' cy="{y_of(float(v)) / height * 100:.2f}%" r="4" data-date="{date}">'
+                    f' cy="{y_of(float(v)) / height * 100:.2f}%" r="{radius}" data-date="{date}">'
                     f"<title>{date}: {v}</title></circle></a>"
                 )
             if night.get("tags"):

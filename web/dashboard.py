@@ -224,16 +224,33 @@ def relabel_form(night_id: str) -> ResponseReturnValue:
 
 @bp.get("/trends")
 def trends() -> ResponseReturnValue:
-    """Rates per night over the last weeks with tags marked, weekly means, with/without, notices."""
+    """Rates per night over the last weeks with tags marked, weekly means, with/without, notices.
+
+    ``?range=90|180|365|all``: how many of the newest nights to show (default 90); the weekly
+    means and the with/without comparison are over the same nights.
+    """
+    chosen = request.args.get("range", history.DEFAULT_TREND_RANGE)
+    if chosen not in history.TREND_RANGES:
+        raise BadRequest(
+            description=f"range: must be one of {', '.join(history.TREND_RANGES)} (nights), got {chosen!r}"
+        )
     conn = get_db()
-    data = None if conn is None else history.trends(conn)
+    data = None if conn is None else history.trends(conn, limit=history.TREND_RANGES[chosen])
     trend_charts = []
     if data is not None:
         trend_charts = [
             (m["name"], m["title"], charts.trend(m["name"], data["nights"])) for m in data["metrics"]
         ]
     notices = [] if conn is None else queries.active_notices(conn)
-    return render_template("trends.html", page="trends", data=data, charts=trend_charts, notices=notices)
+    return render_template(
+        "trends.html",
+        page="trends",
+        data=data,
+        charts=trend_charts,
+        notices=notices,
+        ranges=list(history.TREND_RANGES),
+        chosen_range=chosen,
+    )
 
 
 @bp.post("/notices/<notice_id>/dismiss")

@@ -35,6 +35,12 @@ TREND_METRICS: tuple[tuple[str, str], ...] = (
 )
 """Per-night metrics drawn on the Trends page, with their chart titles."""
 
+TREND_RANGES: dict[str, int | None] = {"90": 90, "180": 180, "365": 365, "all": None}
+"""The Trends page's ``?range=`` choices: the newest N nights, or every night recorded."""
+
+DEFAULT_TREND_RANGE = "90"
+"""About three months: enough for the change rule (35 nights) and a season's weekly means."""
+
 
 class SummaryCache:
     """Summaries by night id, each valid for one (ended_at, events, relabel stamp); thread-safe."""
@@ -118,11 +124,13 @@ def nights_with_summaries(
     return nights
 
 
-def trends(conn: sqlite3.Connection, *, limit: int = 90) -> dict[str, Any]:
-    """Everything the Trends page and ``/api/trends`` show over the newest ``limit`` nights.
+def trends(conn: sqlite3.Connection, *, limit: int | None = 90) -> dict[str, Any]:
+    """Everything the Trends page and ``/api/trends`` show over the newest ``limit`` nights (None: all).
 
     ``nights``: oldest first, each with its date, id, tags and one value per trend metric;
-    ``weekly``, ``change`` (the change rule's report) and ``comparisons`` (with/without per tag).
+    ``weekly``, ``change`` (the change rule's report) and ``comparisons`` (with/without per tag),
+    all over those nights; ``window``: how many nights are shown, their first and last date, the
+    ``limit`` asked for and how many nights are recorded in all (so a page can say "90 of 365").
     """
     nights = nights_with_summaries(conn, kind="night", limit=limit)
     tags = tags_by_date(conn)
@@ -137,7 +145,15 @@ def trends(conn: sqlite3.Connection, *, limit: int = 90) -> dict[str, Any]:
                 **{name: metric_value(night, name) for name, _ in TREND_METRICS},
             }
         )
+    (recorded,) = conn.execute("SELECT COUNT(*) FROM nights WHERE kind = 'night'").fetchone()
     return {
+        "window": {
+            "nights": len(per_night),
+            "first_date": per_night[0]["night_date"] if per_night else None,
+            "last_date": per_night[-1]["night_date"] if per_night else None,
+            "limit": limit,
+            "recorded": int(recorded),
+        },
         "nights": per_night,
         "metrics": [{"name": name, "title": title} for name, title in TREND_METRICS],
         "weekly": weekly(nights),
