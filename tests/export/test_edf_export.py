@@ -1,4 +1,5 @@
-"""EDF+ export: written from a real database, read back with pyedflib: signal, rate, start, annotations."""
+"""EDF+ export: written from a real database, read back with pyedflib and with MNE: signal, rate, start,
+annotations."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyedflib
@@ -136,6 +138,64 @@ def test_round_trip_keeps_signal_rate_start_and_every_event(
     assert len(found) == result.annotations
 
 
+def _read_mne(path: Path) -> Any:
+    """The file as MNE opens it (imported here: mne is slow to import, and in the test extra)."""
+    import mne
+
+    return mne.io.read_raw_edf(path, preload=True, verbose="error")
+
+
+def test_mne_reads_the_same_rate_samples_and_annotations(
+    db: tuple[Path, list[str]], tmp_path: Path, edf_reader: list[pyedflib.EdfReader]
+) -> None:
+    """A second, independent EDF+ reader (the one sleep researchers script with) agrees with the
+    database: MNE's own parser, not edflib's."""
+    path, ids = db
+    night_id = ids[-1]
+    conn = connect(path)
+    started = parse_iso_utc(
+        conn.execute("SELECT started_at FROM nights WHERE id = ?", (night_id,)).fetchone()[0]
+    )
+    events = conn.execute(
+        "SELECT event_type, start_at, duration_s, intensity FROM events WHERE night_id = ?", (night_id,)
+    ).fetchall()
+    result = write_edf(conn, night_id, tmp_path / "night.edf")
+    conn.close()
+    rate, chunks = _stored_signal(path, night_id)
+    assert events and chunks
+
+    raw = _read_mne(tmp_path / "night.edf")
+    assert raw.info["sfreq"] == rate
+    assert raw.ch_names == [SIGNAL_LABEL]
+    # MNE keeps whole seconds of the start in meas_date (the EDF+ sub-second is in the onsets)
+    assert raw.info["meas_date"] == started.replace(microsecond=0)
+    # MNE scales known voltage units to volts (a "uV" channel would come back times 1e-6); the
+    # dimension "counts" is not one of them, so get_data() must be the stored counts as they are.
+    signal = raw.get_data()[0]
+    assert signal.size == result.samples
+    step = 1.0  # one digital step is one ADC count (see the pyedflib round trip above)
+    for start_index, block in chunks:
+        got = signal[start_index : start_index + block.size]
+        assert np.max(np.abs(got - block)) <= step / 2 + 1e-9, start_index
+
+    ann = raw.annotations
+    found = list(
+        zip(ann.onset.tolist(), ann.duration.tolist(), [str(t) for t in ann.description], strict=True)
+    )
+    assert len(found) == result.annotations
+    for etype, start_at, duration, intensity in events:
+        onset = (parse_iso_utc(start_at) - started).total_seconds()
+        text = EVENT_TEXT.format(event_type=etype, intensity=intensity)
+        assert any(
+            t == text and abs(o - onset) <= 1 / rate and abs(d - duration) <= 1 / rate for o, d, t in found
+        ), f"MNE lacks {text} at {onset:.2f} s"
+    # and both readers see the very same annotation list
+    onsets, durations, texts = _read(tmp_path / "night.edf", edf_reader).readAnnotations()
+    assert [t for _, _, t in found] == texts.tolist()
+    assert np.allclose([o for o, _, _ in found], onsets, atol=1e-6)
+    assert np.allclose([d for _, d, _ in found], durations, atol=1e-6)
+
+
 def _hand_night(
     path: Path, *, source: str, rate_hz: float, chunks: list[tuple[int, np.ndarray]], lead_s: float
 ) -> str:
@@ -197,6 +257,15 @@ def test_accelerometer_night_at_an_odd_rate_keeps_g_within_one_step(
     assert any(t == GAP_TEXT and abs(o) < 1e-6 and abs(d - lead / rate) < 1 / rate for o, d, t in annotations)
     assert any(t == "spasm intensity=31.2" and abs(o - 20.5) <= 1 / rate for o, _, t in annotations)
     assert abs((_start(r) - datetime(2026, 11, 21, 22, 30, 5, 250000, tzinfo=UTC)).total_seconds()) < 1e-4
+    raw = _read_mne(tmp_path / "imu.edf")  # "g" is not scaled by MNE either
+    assert raw.info["sfreq"] == pytest.approx(rate)
+    for start_index, block in blocks:
+        got = raw.get_data()[0, lead + start_index : lead + start_index + block.size]
+        assert np.max(np.abs(got - decode(*encode(block)))) <= step / 2 + 1e-9
+    assert any(
+        t == "spasm intensity=31.2" and abs(o - 20.5) <= 1 / rate
+        for o, t in zip(raw.annotations.onset, raw.annotations.description, strict=True)
+    )
 
 
 def test_pruned_night_fails_naming_the_retention_setting(db: tuple[Path, list[str]], tmp_path: Path) -> None:
