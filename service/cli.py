@@ -133,6 +133,7 @@ def _history_parsers(sub: Any) -> None:
         "--tz", help="IANA time zone for clock times (default: sessions.timezone or the system's)"
     )
     ni.add_argument("--json", action="store_true", help="print a JSON list (each night with its summary)")
+    ni.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     rep = sub.add_parser("report", help="write the printable HTML report over the last nights")
     _db_args(rep)
@@ -573,6 +574,7 @@ def _check_out_parent(path: str) -> None:
 def _cmd_nights(args: argparse.Namespace) -> int:
     from service.history.load import list_nights, load_night, tags_by_date
     from service.history.summary import summarize_night
+    from service.progress import Progress
     from service.timefmt import parse_iso_utc
 
     cfg, conn = _history_db(args)
@@ -582,20 +584,24 @@ def _cmd_nights(args: argparse.Namespace) -> int:
         tags = tags_by_date(conn)
         raw = {r[0] for r in conn.execute("SELECT DISTINCT night_id FROM raw_chunks")}
         docs: list[dict[str, Any]] = []
-        for row in rows:
-            data = load_night(conn, row["id"])
-            summary = summarize_night(data, tz=tz) if data is not None else None
-            docs.append(
-                {
-                    **{
-                        k: row.get(k)
-                        for k in ("id", "night_date", "kind", "started_at", "ended_at", "profile")
-                    },
-                    "raw_signal_kept": row["id"] in raw,
-                    "tags": tags.get(str(row.get("night_date")), []),
-                    "summary": summary,
-                }
-            )
+        # Each night is summarised again from its rows (so relabels count), which takes a while
+        # for a long --last: a bar, on a terminal only, like report and export.
+        with Progress("summarising nights", total=len(rows), quiet=args.quiet) as bar:
+            for row in rows:
+                data = load_night(conn, row["id"])
+                summary = summarize_night(data, tz=tz) if data is not None else None
+                bar.advance()
+                docs.append(
+                    {
+                        **{
+                            k: row.get(k)
+                            for k in ("id", "night_date", "kind", "started_at", "ended_at", "profile")
+                        },
+                        "raw_signal_kept": row["id"] in raw,
+                        "tags": tags.get(str(row.get("night_date")), []),
+                        "summary": summary,
+                    }
+                )
     conn.close()
     if args.json:
         json.dump(docs, sys.stdout, separators=(",", ":"))

@@ -178,13 +178,13 @@ def test_export_edf_of_a_kept_night_and_the_errors(db: tuple[Path, list[str]], t
     assert no_format.returncode == EXIT_USAGE and "--format" in no_format.stderr
 
 
-def test_progress_bar_draws_on_a_terminal_only(db: tuple[Path, list[str]], tmp_path: Path) -> None:
-    path, ids = db
+def _on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run ``python -m service ARGS`` with stderr on a real pseudo-terminal (stdout piped); the
+    process and everything it drew on the terminal."""
     leader, follower = os.openpty()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "service", "export", "--db", str(path), "--night", ids[-1],
-             "--format", "edf", "--out", str(tmp_path / "tty.edf")],
+            [sys.executable, "-m", "service", *args],
             stdout=subprocess.PIPE, stderr=follower, cwd=REPO, env=clean_env(), timeout=120,
         )  # fmt: skip
         os.close(follower)
@@ -202,10 +202,47 @@ def test_progress_bar_draws_on_a_terminal_only(db: tuple[Path, list[str]], tmp_p
         if follower != -1:
             os.close(follower)
         os.close(leader)
+    return proc, drawn
+
+
+def test_progress_bar_draws_on_a_terminal_only(db: tuple[Path, list[str]], tmp_path: Path) -> None:
+    path, ids = db
+    proc, drawn = _on_a_terminal(
+        "export", "--db", str(path), "--night", ids[-1], "--format", "edf", "--out", str(tmp_path / "tty.edf")
+    )
     assert proc.returncode == EXIT_OK
     assert b"writing EDF [" in drawn and b"#" in drawn
     quiet = run_cli("export", "--db", str(path), "--all", "--format", "csv", "--out", str(tmp_path / "q"))
     assert quiet.stderr == ""
+
+
+def test_nights_draws_a_bar_per_night_summarised_on_a_terminal_only(db: tuple[Path, list[str]]) -> None:
+    path, ids = db
+    proc, drawn = _on_a_terminal("nights", "--db", str(path), "--last", "3")
+    assert proc.returncode == EXIT_OK
+    assert b"summarising nights [" in drawn
+    assert drawn.rstrip().endswith(f"summarising nights [{'#' * 30}] 3/3".encode())  # finished line
+    assert proc.stdout.decode().count("\n") == 4  # the table (header + 3 nights) on stdout, unmixed
+    assert all(i in proc.stdout.decode() for i in ids[-3:])
+    _, silent = _on_a_terminal("nights", "--db", str(path), "--quiet")
+    assert silent == b""
+    piped = run_cli("nights", "--db", str(path), "--json")
+    assert piped.returncode == EXIT_OK and piped.stderr == ""
+    assert len(json.loads(piped.stdout)) == len(ids)
+
+
+def test_report_draws_its_bar_on_a_terminal_only(db: tuple[Path, list[str]], tmp_path: Path) -> None:
+    path, ids = db
+    out = tmp_path / "report.html"
+    proc, drawn = _on_a_terminal("report", "--db", str(path), "--last", "4", "--out", str(out))
+    assert proc.returncode == EXIT_OK, drawn
+    assert b"reading nights [" in drawn
+    assert drawn.rstrip().endswith(f"reading nights [{'#' * 30}] {len(ids)}/{len(ids)}".encode())
+    assert out.read_text(encoding="utf-8").count(DISCLAIMER) >= 1
+    _, silent = _on_a_terminal("report", "--db", str(path), "-q", "--out", str(tmp_path / "q.html"))
+    assert silent == b""
+    piped = run_cli("report", "--db", str(path), "--out", str(tmp_path / "p.html"))
+    assert piped.returncode == EXIT_OK and piped.stderr == ""
 
 
 # --- tag and checkin --------------------------------------------------------------------------
