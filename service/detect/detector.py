@@ -74,10 +74,9 @@ class _HopFeat(NamedTuple):
     """What one vitals / presence window holds (NaN or 0 where there is no data)."""
 
     rms: float
-    heart_bpm: float
-    heart_periodicity: float
-    breath_bpm: float
-    breath_periodicity: float
+    periodicity: float  # the larger of the heart and breathing periodicity
+    heart_bpm: float | None  # None: no rate, or not periodic enough to report
+    breath_bpm: float | None
     moving: bool
     fault: bool
     settled: bool  # no movement for sleep_hr_settle_s before the window either
@@ -418,11 +417,10 @@ class Detector:
             mov = self._flag(self.f_moving, hops[first], self.win_frames)
             settled = not self._flag(self.f_moving, hops[first], self.win_frames + self.settle_frames)
             flt = self._flag(self.f_fault, hops[first], self.win_frames)
-            out.append(_HopFeat(np.nan, np.nan, 0.0, np.nan, 0.0, mov, flt, settled))
+            out.append(_HopFeat(np.nan, 0.0, None, None, mov, flt, settled))
             first += 1
         for b0 in range(first, len(hops), 256):
             ends = np.asarray(hops[b0 : b0 + 256])
-            nh = ends.size
             # movement / fault flags over the presence window (frames)
             f_lo = int(ends[0]) - self.win_frames
             ext = self.win_frames + self.settle_frames
@@ -452,26 +450,33 @@ class Detector:
             env, _ = heart_envelope(seg, self.fs)
             env = env[::q]
             wins = np.lib.stride_tricks.sliding_window_view(env, vw // q)[:: hop_n // q]
-            hr, hp = batch_rates(wins, self.fs / q, p.heart_min_bpm, p.heart_max_bpm)
+            # a window's rates and periodicity are read only if it is still and fault-free
+            used = ~(moving | faulty)
+            hr, hp = batch_rates(wins, self.fs / q, p.heart_min_bpm, p.heart_max_bpm, rows=used)
             qb = decimation(max(1, int(self.fs // 5.0)), vw, hop_n)
             seg = self.t_breath.get(int(ends[0]) * fn - vw, i_hi)[::qb]
             wins = np.lib.stride_tricks.sliding_window_view(seg, vw // qb)[:: hop_n // qb]
             br, bp = batch_rates(
-                wins, self.fs / qb, p.breath_min_bpm, p.breath_max_bpm, BREATH_HARMONIC_RATIO
+                wins, self.fs / qb, p.breath_min_bpm, p.breath_max_bpm, BREATH_HARMONIC_RATIO, rows=used
             )
-            for j in range(nh):
-                out.append(
-                    _HopFeat(
-                        float(rms[j]),
-                        float(hr[j]),
-                        float(hp[j]),
-                        float(br[j]),
-                        float(bp[j]),
-                        bool(moving[j]),
-                        bool(faulty[j]),
-                        bool(settled_arr[j]),
-                    )
-                )
+            # rates worth reporting (rounded one by one below: Python's round, not numpy's)
+            hr_ok = (np.isfinite(hr) & (hp >= p.vitals_min_periodicity)).tolist()
+            br_ok = (np.isfinite(br) & (bp >= p.vitals_min_periodicity)).tolist()
+            hrs = [round(v, 1) if ok else None for v, ok in zip(hr.tolist(), hr_ok, strict=True)]
+            brs = [round(v, 1) if ok else None for v, ok in zip(br.tolist(), br_ok, strict=True)]
+            out += map(
+                _HopFeat._make,
+                zip(
+                    rms.tolist(),
+                    np.maximum(hp, bp).tolist(),
+                    hrs,
+                    brs,
+                    moving.tolist(),
+                    faulty.tolist(),
+                    settled_arr.tolist(),
+                    strict=True,
+                ),
+            )
         return out
 
     def _flag(self, tape: _Tape, f_end: int, frames: int) -> bool:
@@ -479,13 +484,13 @@ class Detector:
 
     def _hop(self, f_end: int, feat: _HopFeat) -> list[Pending]:
         p = self.params
-        at = self._at(f_end)
+        at = max(f_end * self.frame_raw, self.release_floor)  # self._at(f_end)
         t_end = self._t(f_end)
         out: list[Pending] = []
-        rms, hr, hp, br, bp, mov, flt, settled = feat
+        rms, per, hr, br, mov, flt, settled = feat
         w0 = f_end - self.win_frames
-        if w0 >= 0 and not flt and np.isfinite(rms):
-            occupied = self.presence.evidence(rms, max(hp, bp), mov)
+        if w0 >= 0 and not flt and math.isfinite(rms):
+            occupied = self.presence.evidence(rms, per, mov)
             ch = self.presence.update(self._t(w0), t_end, occupied)
             if ch is not None:
                 if not ch.first:
@@ -495,14 +500,14 @@ class Detector:
                 out.append(self._pend(at, ORDER_STATE, StateChange("in_bed", ch.in_bed, ch.since_s)))
                 self.presence_log.append((f_end, ch.in_bed))
                 del self.presence_log[:-64]  # only recent movements ask what it was
-        ok = self.presence.state is True and not mov and not flt
-        hr_out = round(hr, 1) if ok and np.isfinite(hr) and hp >= p.vitals_min_periodicity else None
-        br_out = round(br, 1) if ok and np.isfinite(br) and bp >= p.vitals_min_periodicity else None
-        out.append(self._pend(at, ORDER_VITALS, Vitals(t_end, hr_out, br_out)))
-        if hr_out is not None:
+        if self.presence.state is not True or mov or flt:
+            hr = br = None
+        self.serial += 1
+        out.append(Pending(at, ORDER_VITALS, Vitals(t_end, hr, br), self.serial))
+        if hr is not None:
             # for sleep staging, rates measured after a movement's arousal has faded are
             # preferred; the others are used only when an epoch has no settled ones
-            (self.epoch_hr if settled else self.epoch_hr_unsettled).append(hr_out)
+            (self.epoch_hr if settled else self.epoch_hr_unsettled).append(hr)
         return out
 
     def _epoch(self, f_end: int) -> list[Pending]:

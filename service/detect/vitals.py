@@ -18,6 +18,7 @@ the Detector asks only for windows that are still, fault-free and in bed.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -26,13 +27,47 @@ HEART_HARMONIC_RATIO = 0.85
 BREATH_HARMONIC_RATIO = 0.5  # breathing's half-period lag is anti-correlated: safe to go low
 
 
+@functools.cache
+def fft_len(n: int) -> int:
+    """The smallest 5-smooth length (2^a 3^b 5^c) at least ``n``: pocketfft is fast at those.
+
+    An autocorrelation read up to lag L from an FFT of a signal of n samples needs at least
+    n + L points (no circular wrap-around reaches lags 0..L); a power of two >= 2n (the usual
+    choice) does nearly twice the work for the short lags read here.
+    """
+    best = 1 << max(0, int(n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def power_spectrum(f: np.ndarray) -> np.ndarray:
+    """|f|^2 as a complex array (zero imaginary part), ready for ``np.fft.irfft``.
+
+    The same numbers as ``f.real**2 + f.imag**2``; irfft of a real array first converts it
+    to complex, which costs more than the transform itself.
+    """
+    out = np.empty(f.shape, dtype=np.complex128)
+    np.add(f.real**2, f.imag**2, out=out.real)
+    out.imag = 0.0
+    return out
+
+
 def _autocorr(x: np.ndarray, max_lag: int) -> np.ndarray:
     """Normalised autocorrelation for lags 0..max_lag (unbiased by overlap length)."""
     n = x.size
     x = x - x.mean()
-    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    nfft = fft_len(n + max_lag + 1)
     f = np.fft.rfft(x, nfft)
-    ac = np.fft.irfft(f.real**2 + f.imag**2, nfft)[: max_lag + 1]
+    ac = np.fft.irfft(power_spectrum(f), nfft)[: max_lag + 1]
     if ac[0] <= 0:
         return np.zeros(max_lag + 1)
     ac = ac / (n - np.arange(max_lag + 1))  # unbiased
@@ -122,9 +157,18 @@ def decimation(target: int, *lengths: int) -> int:
 
 
 def batch_rates(
-    windows: np.ndarray, fs: float, min_per_min: float, max_per_min: float, harmonic_ratio: float = 0.85
+    windows: np.ndarray,
+    fs: float,
+    min_per_min: float,
+    max_per_min: float,
+    harmonic_ratio: float = 0.85,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``rate_from_autocorr`` for every row of ``windows`` at once: (rates with NaN, periodicity)."""
+    """``rate_from_autocorr`` for every row of ``windows`` at once: (rates with NaN, periodicity).
+
+    ``rows`` (bool per row), if given, selects the rows wanted: the others are not computed
+    and come back as (NaN, 0).
+    """
     h, n = windows.shape
     rates = np.full(h, np.nan)
     per = np.zeros(h)
@@ -132,30 +176,40 @@ def batch_rates(
     hi = int(np.ceil(fs * 60.0 / min_per_min))
     if h == 0 or n < 2 * hi or hi < 2 or hi < lo:
         return rates, per
+    want = None
+    if rows is not None and not rows.all():
+        want = np.flatnonzero(rows)
+        if want.size == 0:
+            return rates, per
+        windows = windows[want]
     x = windows - windows.mean(axis=1, keepdims=True)
-    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    nfft = fft_len(n + hi + 2)  # lags 0..hi+1 are read
     f = np.fft.rfft(x, nfft, axis=1)
-    ac = np.fft.irfft(f.real**2 + f.imag**2, nfft, axis=1)[:, : hi + 2]
+    ac = np.fft.irfft(power_spectrum(f), nfft, axis=1)[:, : hi + 2]
     ac = ac / (n - np.arange(hi + 2))
     ac0 = ac[:, 0].copy()
     valid = ac0 > 0
     ac = ac / np.where(valid, ac0, 1.0)[:, None]
-    k = np.arange(lo, hi + 1)
-    c = ac[:, k]
-    pk = (c > ac[:, k - 1]) & (c >= ac[:, k + 1])
+    c = ac[:, lo : hi + 1]
+    pk = (c > ac[:, lo - 1 : hi]) & (c >= ac[:, lo + 1 : hi + 2])
     best = np.where(pk, c, -np.inf).max(axis=1)
     good = valid & np.isfinite(best) & (best > 0)
     sel = pk & (c >= harmonic_ratio * best[:, None])
-    j = np.argmax(sel, axis=1)
-    kk = k[j]
-    rows = np.arange(h)
-    a, b, cc = ac[rows, kk - 1], ac[rows, kk], ac[rows, kk + 1]
+    kk = lo + np.argmax(sel, axis=1)
+    idx = np.arange(kk.size)
+    a, b, cc = ac[idx, kk - 1], ac[idx, kk], ac[idx, kk + 1]
     den = a - 2 * b + cc
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(den < 0, 0.5 * (a - cc) / den, 0.0)
     lag = kk + shift
-    rates[good] = 60.0 * fs / lag[good]
-    per[good] = b[good]
+    r = np.full(kk.size, np.nan)
+    pr = np.zeros(kk.size)
+    r[good] = 60.0 * fs / lag[good]
+    pr[good] = b[good]
+    if want is None:
+        return r, pr
+    rates[want] = r
+    per[want] = pr
     return rates, per
 
 
