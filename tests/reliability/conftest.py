@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hardware.simulated import SimulatedNight, SimulatedSource
 from service.analyze import run_detector
 from service.config import detector_params_for, load_config
-from service.detect.types import Event
+from service.detect.types import MOVEMENT_TYPES, Event
 from service.timefmt import parse_iso_utc
 from tests.broker import Broker
 from tests.daemonutil import start_daemon
@@ -122,6 +122,11 @@ class DurableSubscriber:
         with self._cond:
             return [json.loads(p)["id"] for t, p in self.messages if t == topic]
 
+    def unique_ids(self, topic: str) -> list[str]:
+        """What a consumer keeps: each ``id`` on ``topic`` once, at its first arrival (QoS 1 is at
+        least once, so consumers drop a message whose id they have already seen)."""
+        return deduplicated(self.ids(topic))
+
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout_s
         with self._cond:
@@ -134,6 +139,11 @@ class DurableSubscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def deduplicated(ids: list[str]) -> list[str]:
+    """``ids`` with every repeat of an id already seen dropped, in first-arrival order."""
+    return list(dict.fromkeys(ids))
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,27 @@ def expected_events(seed: int, duration_s: float, rate_hz: float = 250.0) -> lis
     params = detector_params_for(load_config(environ={}), SimulatedSource(night, speed=0.0))
     outs = run_detector(night.render_all(), rate_hz, params)
     return [Expected(o.type, float(o.start_s)) for o in outs if isinstance(o, Event)]
+
+
+def truth_movements(seed: int, duration_s: float, rate_hz: float = 250.0) -> list[Expected]:
+    """The movements the simulator put into the night (its ground truth), by type and start."""
+    night = SimulatedNight(seed=seed, rate_hz=rate_hz, duration_s=duration_s)
+    return sorted(
+        (Expected(t, e.start_s) for t in MOVEMENT_TYPES for e in night.events_of(t)), key=lambda e: e.start_s
+    )
+
+
+def truth_found(truth: list[Expected], found: list[Expected], tol_s: float = 1.0) -> int:
+    """How many true movements a found movement (any movement type) starts within ``tol_s`` of,
+    each found event used once: the detector's recall, whoever ran it."""
+    pool = sorted(e.start_s for e in found if e.event_type in MOVEMENT_TYPES)
+    hits = 0
+    for t in truth:
+        near = [s for s in pool if abs(s - t.start_s) <= tol_s]
+        if near:
+            pool.remove(min(near, key=lambda s: abs(s - t.start_s)))
+            hits += 1
+    return hits
 
 
 def stored_relative(rows: list[dict[str, Any]], reference: list[Expected]) -> list[Expected]:
