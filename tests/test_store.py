@@ -249,3 +249,99 @@ def test_epochs_and_vitals_are_written_in_batches_without_holding_the_write_lock
         return seen
 
     assert asyncio.run(go()) == [0, 3, 3, 4]
+
+
+# --- frozen databases of every schema version --------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _tables(conn: sqlite3.Connection) -> dict[str, tuple[list[str], list[tuple[object, ...]]]]:
+    """Every table (sqlite_sequence included): its column names and its rows, sorted."""
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    out = {}
+    for name in names:
+        cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{name}")')]
+        out[name] = (cols, sorted(conn.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr))
+    return out
+
+
+def _rows(conn: sqlite3.Connection, table: str, cols: list[str]) -> list[tuple[object, ...]]:
+    return sorted(conn.execute(f'SELECT {", ".join(cols)} FROM "{table}"').fetchall(), key=repr)
+
+
+def _load_fixture(version: int, path: Path) -> dict[str, tuple[list[str], list[tuple[object, ...]]]]:
+    """Write the frozen ``schema_v<version>.sql`` into a fresh file at ``path``; its tables' rows."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript((FIXTURES / f"schema_v{version}.sql").read_text(encoding="utf-8"))
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+        return _tables(conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))
+def test_a_frozen_database_of_each_schema_opens_migrated_with_every_row_kept(
+    tmp_path: Path, version: int
+) -> None:
+    """tests/fixtures/schema_vN.sql were written when each version was current and are never
+    regenerated, so this catches a migration that no longer fits the databases already on Pis
+    (the migrate-from-MIGRATIONS[:n] test above cannot: it rebuilds old schemas from today's code).
+    Each version up to the current one needs its frozen file: freeze a new one with each migration."""
+    path = tmp_path / "bedside.sqlite3"
+    before = _load_fixture(version, path)
+    assert sum(len(rows) for _, rows in before.values()) >= 20, "the fixture holds real rows"
+    assert all(before[t][1] for t in ("nights", "events", "epochs", "vitals", "outbox", "live_state"))
+
+    async def go() -> None:
+        store = await Store.open(path)
+        await store.close()
+
+    asyncio.run(go())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        # every old table keeps every row; columns added by later migrations come on top
+        for table, (cols, rows) in before.items():
+            assert _rows(conn, table, cols) == rows, table
+    finally:
+        conn.close()
+    backup = tmp_path / f"bedside.sqlite3.bak-v{version}"
+    if version < SCHEMA_VERSION:
+        assert backup.exists(), "a backup is written before migrating"
+        old = sqlite3.connect(backup)
+        try:
+            assert old.execute("PRAGMA user_version").fetchone()[0] == version
+            assert _tables(old) == before
+        finally:
+            old.close()
+    else:
+        assert not backup.exists(), "nothing to migrate: no backup"
+
+
+def test_frozen_nights_read_back_through_the_history_after_migrating(tmp_path: Path) -> None:
+    """The oldest frozen database, migrated, is usable: its nights get dates and summaries again."""
+    from service.history.load import connect, list_nights, load_night
+    from service.history.summary import summarize_night
+
+    path = tmp_path / "bedside.sqlite3"
+    before = _load_fixture(1, path)
+
+    async def go() -> None:
+        store = await Store.open(path)
+        await store.close()
+
+    asyncio.run(go())
+    conn = connect(path)
+    try:
+        nights = list_nights(conn, kind=None)
+        cols, rows = before["nights"]
+        assert sorted(n["id"] for n in nights) == sorted(r[cols.index("id")] for r in rows)
+        assert {n["night_date"] for n in nights} == {"2026-11-20", "2026-11-21"}
+        data = load_night(conn, "20261120T221003Z-bedside-a1b2c3")
+        assert data is not None and len(data.events) == 7 and len(data.epochs) == 4
+        summary = summarize_night(data)
+        assert summary["spasms"]["count"] == 1
+    finally:
+        conn.close()
