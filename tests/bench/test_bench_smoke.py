@@ -87,12 +87,41 @@ def test_bench_latency_times_one_movement_through_a_real_broker(tmp_path: Path) 
     assert mv["event_after_end_ms"]["p50"] > mv["event_after_end_rule_met_ms"]["p50"]
 
 
+def test_bench_dashboard_times_both_pages_both_ways_with_every_night_on_trends(tmp_path: Path) -> None:
+    out = tmp_path / "dashboard.json"
+    bench("bench_dashboard.py", "--requests", "2", "--events", "300", "--nights", "5", "--real-nights", "2",
+          "--out", str(out))  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["databases"]["night"]["events"] == 300
+    assert doc["databases"]["trends"]["nights"] == doc["databases"]["trends"]["shown"] == 5
+    rows = {(t["page"], t["via"]): t for t in doc["timings"]}
+    assert set(rows) == {("night", "http"), ("night", "client"), ("trends", "http"), ("trends", "client")}
+    assert rows[("trends", "http")]["url"] == "/trends?range=all"
+    for t in rows.values():
+        assert t["requests"] == 2 and 0 < t["median_ms"] <= t["max_ms"] and t["bytes"] > 0
+        assert t["verdict"] in ("ok", "SLOW") and t["goal_ms"] == {"night": 300, "trends": 500}[t["page"]]
+    assert rows[("night", "http")]["bytes"] == rows[("night", "client")]["bytes"]  # the same page both ways
+
+
+def test_bench_storage_measures_growth_with_and_without_the_raw_signal(tmp_path: Path) -> None:
+    out = tmp_path / "storage.json"
+    bench("bench_storage.py", "--rate-hz", "250", "--nights", "1", "--hours", "0.1", "--out", str(out))
+    (row,) = json.loads(out.read_text())
+    assert (row["rate_hz"], row["nights"], row["hours"]) == (250.0, 1, 0.1)
+    assert row["with_raw_bytes_per_night"] > row["snippets_only_bytes_per_night"] > 0
+    assert row["with_raw_tables"]["raw_chunks"] > 0 and "raw_chunks" not in row["snippets_only_tables"]
+    assert row["with_raw_tables"]["snippets"] > 0 and row["snippets_only_tables"]["snippets"] > 0
+
+
 def test_bench_scripts_refuse_bad_options() -> None:
     for script, args in (
         ("bench_latency.py", ["--movements", "0"]),
         ("bench_live.py", ["--live-minutes", "0"]),
         ("bench_fleet.py", ["--units", "0"]),
         ("bench_detector.py", ["--hours", "0"]),
+        ("bench_dashboard.py", ["--requests", "0"]),
+        ("bench_storage.py", ["--nights", "0"]),
+        ("bench_storage.py", ["--hours", "0"]),
     ):
         proc = subprocess.run(
             [sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True, timeout=60
