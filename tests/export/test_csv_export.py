@@ -62,6 +62,60 @@ def test_documented_columns_are_the_exported_columns() -> None:
     assert [c for c in TABLES["nights"] if c.startswith("count_")] == [f"count_{t}" for t in EVENT_TYPES]
 
 
+# Frozen: the CSV columns as users' spreadsheets and scripts already read them. Never edit, reorder
+# or remove an entry; a new column goes at the END of its table in csv_export.py, docs/exports.md
+# and here (appended), and a new table at the end of this dict.
+COLUMNS_SNAPSHOT: dict[str, list[str]] = {
+    "nights": [
+        "night_id", "night_date", "kind", "profile", "source", "started_at", "ended_at", "start_reason",
+        "end_reason", "time_in_bed_min", "sleep_onset_latency_min", "total_sleep_min", "efficiency_pct",
+        "waso_min", "awakenings", "awakenings_after_movement", "movements", "movement_index_per_h",
+        "plm_series", "spasm_count", "spasm_mean_intensity", "spasm_max_intensity", "spasm_mean_duration_s",
+        "spasm_max_duration_s", "mean_heart_bpm", "mean_breath_bpm", "count_jerk", "count_limb_movement",
+        "count_spasm", "count_large_movement", "count_plm_series", "count_restless", "count_awakening",
+        "count_fell_asleep", "count_bed_entry", "count_bed_exit", "count_sensor_fault",
+    ],
+    "events": [
+        "night_id", "event_id", "event_type", "label", "start_at", "end_at", "duration_s", "intensity",
+        "profile", "confidence", "cause_id", "details",
+    ],
+    "epochs": ["night_id", "start_at", "duration_s", "count", "asleep", "in_bed"],
+    "vitals": ["night_id", "t_at", "heart_bpm", "breath_bpm"],
+    "tags": ["night_date", "tag", "detail", "at_local", "source", "created_at"],
+    "checkins": ["night_date", "sleep_quality", "spasm_severity", "note", "created_at", "updated_at"],
+}  # fmt: skip
+
+
+def test_csv_columns_are_stable_and_only_ever_added_at_the_end(
+    db: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """The written files' header rows against the frozen snapshot above: a renamed, moved or
+    removed column fails with the first difference; a new one passes the prefix check and then
+    asks to be appended to the snapshot."""
+    path, ids = db
+    conn = connect(path)
+    export_csv(conn, ids, tmp_path / "out", all_user_data=True)
+    conn.close()
+    headers = {}
+    for name in TABLES:
+        with (tmp_path / "out" / f"{name}.csv").open(encoding="utf-8", newline="") as f:
+            headers[name] = next(csv.reader(f))
+    assert list(headers)[: len(COLUMNS_SNAPSHOT)] == list(COLUMNS_SNAPSHOT), (
+        "a CSV table went missing or moved"
+    )
+    for name, frozen in COLUMNS_SNAPSHOT.items():
+        got = headers[name]
+        changed = next((i for i, (a, b) in enumerate(zip(frozen, got, strict=False)) if a != b), None)
+        assert changed is None and len(got) >= len(frozen), (
+            f"{name}.csv: columns may only be added at the end; column {changed} was {frozen[changed]!r}, "
+            f"now {got[changed]!r}"
+            if changed is not None
+            else f"{name}.csv lost columns {frozen[len(got) :]}"
+        )
+    added = {name: cols[len(COLUMNS_SNAPSHOT.get(name, [])) :] for name, cols in headers.items()}
+    assert not any(added.values()), f"new CSV columns {added}: append them to COLUMNS_SNAPSHOT (and the docs)"
+
+
 def test_one_night_exports_its_rows_with_relabels_and_utc_times(
     db: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
