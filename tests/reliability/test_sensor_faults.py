@@ -12,16 +12,20 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
 from hardware.block import Block
+from hardware.errors import SensorError
 from hardware.replay import Recording, ReplaySource
 from hardware.simulated import ADC_MAX, SimulatedNight
 from service.app import Daemon
 from service.config import load_config
 from service.timefmt import parse_iso_utc
+from tests.daemonutil import REPO
 from tests.reliability.conftest import evening_timezone, expected_events
 from tests.sources import WrappedSource
 
@@ -68,6 +72,7 @@ class FaultyRun:
     """What one daemon run over the faulty night left behind."""
 
     nights: int
+    night: dict[str, object]  # the (first) night row
     events: list[tuple[str, float]]  # (type, start in seconds after the stream began)
     seen: list[tuple[float, bool]]  # (stream seconds, sensor ok) after each block
     ok_at_end: bool
@@ -89,7 +94,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> FaultyRun:
             "storage": {"db_path": str(db)},
             "mqtt": {"enabled": False},
             "web": {"enabled": False},
-            "sessions": {"mode": "run", "timezone": evening_timezone()},
+            # Nights as on a unit: one starts at the bed entry, and a bed exit or entry the faults
+            # were taken for would show (in a zone where it is evening now, so no morning rule).
+            "sessions": {"mode": "auto", "timezone": evening_timezone()},
         },
     )
     rec = Recording(_faulty_night(), RATE_HZ, None, "faulty", "x")
@@ -98,15 +105,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> FaultyRun:
     source.daemon = daemon
     assert asyncio.run(daemon.run()) == 0
     conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
     try:
-        nights = conn.execute("SELECT COUNT(*) FROM nights").fetchone()[0]
+        nights = [dict(r) for r in conn.execute("SELECT * FROM nights ORDER BY started_at")]
         rows = conn.execute("SELECT event_type, start_at FROM events ORDER BY rowid").fetchall()
     finally:
         conn.close()
     assert daemon._stream_start is not None
     t0 = daemon._stream_start
     events = [(k, (parse_iso_utc(at) - t0).total_seconds()) for k, at in rows]
-    return FaultyRun(int(nights), events, source.seen, daemon.live.sensor_ok)
+    night = (
+        {**nights[0], "started_s": (parse_iso_utc(nights[0]["started_at"]) - t0).total_seconds()}
+        if nights
+        else {}
+    )
+    return FaultyRun(len(nights), night, events, source.seen, daemon.live.sensor_ok)
 
 
 def _healthy_again(run: FaultyRun, span: tuple[float, float]) -> None:
@@ -152,8 +165,19 @@ def test_a_stuck_adc_is_not_a_bed_exit_an_awakening_or_a_movement(run: FaultyRun
     assert not [(k, t) for k, t in run.events if k in types and _within(t, STUCK, 0.5)], run.events
 
 
+def test_an_unplugged_sensor_is_not_a_bed_exit_or_entry(run: FaultyRun) -> None:
+    types = {"bed_exit", "bed_entry", "awakening"}
+    assert not [(k, t) for k, t in run.events if k in types and _within(t, UNPLUGGED, 0.5)], run.events
+
+
 def test_the_night_is_kept_whole_and_movements_away_from_the_faults_are_found(run: FaultyRun) -> None:
     assert run.nights == 1, "the faults did not split the night"
+    (entry,) = SimulatedNight(seed=SEED, rate_hz=RATE_HZ, duration_s=DURATION_S).events_of("bed_entry")
+    assert run.night["kind"] == "night" and run.night["start_reason"] == "bed_entry", run.night
+    assert abs(float(str(run.night["started_s"])) - entry.start_s) < 30.0, "the night began at the bed entry"
+    assert run.night["ended_at"] is None, (
+        "still open when the stream ended (auto sessions keep it for a restart)"
+    )
     assert run.ok_at_end
     spans = (UNPLUGGED, STUCK, (900.0, 901.3), (1500.0, 1500.0))
     away = [
@@ -163,3 +187,110 @@ def test_the_night_is_kept_whole_and_movements_away_from_the_faults_are_found(ru
     ]
     found = [e for e in away if any(k == e.event_type and abs(t - e.start_s) < 0.5 for k, t in run.events)]
     assert len(away) >= 10 and len(found) >= 0.9 * len(away), f"{len(found)} of {len(away)} movements found"
+
+
+# ----- a sensor read that fails for good mid-night (SensorError), then the sensor back ------------
+
+FAILS_AT_S = 900.0  # stream seconds into the night when the sensor's reads fail
+RESTART_S = 5.0  # systemd's RestartSec: the unit restarts the daemon this long after it exits
+
+
+class FailsAt(WrappedSource):
+    """The inner source until stream second ``at_s``; then the read fails as a piezo's or an IMU's
+    does once its retries are spent (``SensorError`` from the iterator)."""
+
+    def __init__(self, inner: ReplaySource, at_s: float) -> None:
+        super().__init__(inner)
+        self.at_s = at_s
+
+    async def blocks(self) -> AsyncIterator[Block]:
+        async for block in self.inner:
+            if block.index / block.rate_hz >= self.at_s:
+                raise SensorError("MCP3208 read failed 3 times: [Errno 5] Input/output error")
+            yield block
+
+
+@dataclass
+class BrokenRun:
+    """Two daemon runs over one night: until the sensor failed, and the restart with it back."""
+
+    first_error: BaseException | None
+    nights: list[dict[str, Any]]
+    events: list[tuple[str, float, str]]  # (type, seconds after the first stream began, night id)
+    restarted_at_s: float
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> BrokenRun:
+    db = tmp_path_factory.mktemp("sensor-error") / "b.sqlite3"
+    cfg = load_config(
+        environ={},
+        overrides={
+            "storage": {"db_path": str(db)},
+            "mqtt": {"enabled": False},
+            "web": {"enabled": False},
+            "sessions": {"mode": "auto", "timezone": evening_timezone()},
+        },
+    )
+    night = SimulatedNight(seed=SEED, rate_hz=RATE_HZ, duration_s=DURATION_S, glitches=False)
+    x = night.render_all().astype(np.float32)
+    start = datetime.now(UTC).replace(microsecond=0)
+    first = Daemon(
+        cfg, FailsAt(ReplaySource(Recording(x, RATE_HZ, None, "sim", "x"), start=start), FAILS_AT_S), "s"
+    )
+    error: BaseException | None = None
+    try:
+        asyncio.run(first.run())
+    except SensorError as exc:  # the CLI exits 4 on it; the unit's Restart=on-failure starts it again
+        error = exc
+    # The restart: a new stream from the sensor, RESTART_S (and the time to fail) after the last block,
+    # as a live sensor's stream is stamped by the wall clock.
+    back = FAILS_AT_S + RESTART_S
+    rest = Recording(x[int(back * RATE_HZ) :], RATE_HZ, None, "sim", "x")
+    second = Daemon(cfg, ReplaySource(rest, start=start + timedelta(seconds=back)), "s")
+    assert asyncio.run(second.run()) == 0
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        nights = [dict(r) for r in conn.execute("SELECT * FROM nights ORDER BY started_at")]
+        rows = conn.execute("SELECT event_type, start_at, night_id FROM events ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+    events = [(k, (parse_iso_utc(at) - start).total_seconds(), n) for k, at, n in rows]
+    return BrokenRun(error, nights, events, back)
+
+
+def test_a_failed_sensor_stops_the_daemon_with_its_error_for_the_unit_to_restart(broken: BrokenRun) -> None:
+    assert isinstance(broken.first_error, SensorError), broken.first_error
+    unit = (REPO / "systemd" / "bedside.service").read_text()
+    assert "Restart=on-failure" in unit and f"RestartSec={RESTART_S:g}" in unit
+
+
+def test_a_failed_sensor_keeps_the_night_across_the_restart(broken: BrokenRun) -> None:
+    assert len(broken.nights) == 1, f"{len(broken.nights)} nights: the failure split the night"
+    (night,) = broken.nights
+    assert night["ended_at"] is None and {n for _, _, n in broken.events} == {night["id"]}
+    before = [e for e in broken.events if e[1] < FAILS_AT_S]
+    after = [e for e in broken.events if e[1] > broken.restarted_at_s]
+    assert before and after, "events on both sides of the failure, in the one night"
+    # Movements after the restart are found as the detector finds them on the night (past the
+    # restarted detector's first minutes, which it needs to learn the baseline again).
+    away = [
+        e
+        for e in expected_events(SEED, DURATION_S)
+        if e.event_type in MOVEMENTS
+        and e.start_s > broken.restarted_at_s + 300.0
+        and e.start_s < DURATION_S - 60
+    ]
+    found = [e for e in away if any(k == e.event_type and abs(t - e.start_s) < 0.5 for k, t, _ in after)]
+    assert len(away) >= 5 and len(found) >= 0.9 * len(away), f"{len(found)} of {len(away)} movements found"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap 7: the hole a failed sensor leaves (its failure to the restart) is not recorded "
+    "as a sensor_fault; only the log says why the daemon stopped",
+)
+def test_a_failed_sensor_is_recorded_as_a_sensor_fault(broken: BrokenRun) -> None:
+    faults = [t for k, t, _ in broken.events if k == "sensor_fault"]
+    assert any(FAILS_AT_S - 5.0 <= t <= broken.restarted_at_s for t in faults), faults
