@@ -168,20 +168,31 @@ class Baseline:
         mxs = blk.max(axis=1).tolist()
         meds = mxs
         bad: list[bool] = np.asarray(fs.reshape(m + 1, self.fph).any(axis=1)).tolist()
-        bs = np.empty(m)
+        bs: list[float] = []
         k_on = self.p.k_on
+        w = self.window_hops
+        # the accepted (still) hop is the common case: it is _push inlined, on locals
+        hist, srt, b = self.history, self._sorted, self.b
         for j in range(m + 1):
             # hop j is complete: update, then the next hop uses the new baseline
             if not bad[j]:
-                self.recent.append(meds[j])
-                if mxs[j] < k_on * self.b:
-                    self._push(meds[j])
-                    self.freeze = 0
-                    self.frozen_vals.clear()
-                    self.frozen_frames.clear()
+                v = meds[j]
+                self.recent.append(v)
+                if mxs[j] < k_on * b:
+                    if len(hist) == w:
+                        del srt[bisect_left(srt, hist[0])]
+                    hist.append(v)
+                    insort(srt, v)
+                    n_s = len(srt)
+                    mid = n_s // 2
+                    b = max(srt[mid] if n_s % 2 else (srt[mid - 1] + srt[mid]) / 2, _FLOOR)
+                    if self.freeze:  # (frozen_vals and frozen_frames are empty when freeze is 0)
+                        self.freeze = 0
+                        self.frozen_vals.clear()
+                        self.frozen_frames.clear()
                 else:
                     self.freeze += 1
-                    self.frozen_vals.append(meds[j])
+                    self.frozen_vals.append(v)
                     self.frozen_frames.append(blk[j])
                     steady = (
                         len(self.frozen_vals) == self.steady_hops
@@ -192,11 +203,13 @@ class Baseline:
                         src = self.frozen_vals if steady else self.recent
                         self.history = deque(src, maxlen=self.window_hops)
                         self._resort()
+                        hist, srt, b = self.history, self._sorted, self.b
                         self.freeze = 0
                         self.frozen_vals.clear()
                         self.frozen_frames.clear()
             if j < m:
-                bs[j] = self.b
+                bs.append(b)
+        self.b = b
         out[body] = np.repeat(bs, self.fph)
         tail = head + m * self.fph
         out[tail:] = self.b
