@@ -611,7 +611,8 @@ class Daemon:
                     self._next_index = block.index + block.n
                     await self._keep_raw(block)
                 t_s = (block.index + block.n) / block.rate_hz
-                if t_s - self._last_tick_s >= SESSION_TICK_S:
+                # run mode: each run is one night, which no session rule ends
+                if self.auto_sessions and t_s - self._last_tick_s >= SESSION_TICK_S:
                     self._last_tick_s = t_s
                     await self._apply(self.sessions.tick(self._stream_dt(t_s)))
                 if self.detector.fault_open_s >= FAULT_OPEN_REPORT_S:

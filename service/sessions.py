@@ -10,7 +10,9 @@ Rules (``[sessions]`` in the config, local times):
   stayed empty for ``exit_confirm_min`` (back in bed sooner: the night goes on). Bed exits
   before ``morning_start`` never end a night, so a long bathroom trip or an hour on the sofa
   at 3 a.m. does not split it. A night whose bed is empty at ``morning_end`` ends then (at its
-  last exit), whatever the exit time was.
+  last exit), whatever the exit time was. The morning that counts is a night's *own*: the first
+  ``morning_start`` after it began (or its start itself when it began inside the morning window),
+  so a night started by command at 17:00 is not ended at once by the morning that already passed.
 - A daytime session ends at its last exit after ``nap_end_min`` of empty bed.
 - A command or the button can start a night at any time and a command can end it.
 - ``night_date`` is the local date of the evening a session belongs to: sessions that begin
@@ -69,6 +71,18 @@ class SessionRules:
         clock = self.local(t).time()
         return self.morning_end <= clock and not self.in_evening(t)
 
+    def own_morning(self, t: datetime) -> datetime:
+        """The morning a session that began (or became a night) at ``t`` ends in: ``t`` itself when
+        it lies inside the morning window, else the next ``morning_start`` on the local clock."""
+        local = self.local(t)
+        if self.in_morning(t) and not self.past_morning_end(t):
+            return t
+        tz = local.tzinfo
+        morning = datetime.combine(local.date(), self.morning_start, tzinfo=tz)
+        if morning <= local:
+            morning = datetime.combine(local.date() + timedelta(days=1), self.morning_start, tzinfo=tz)
+        return morning
+
     def night_date(self, t: datetime) -> date:
         """The evening a session starting at ``t`` belongs to."""
         local = self.local(t)
@@ -103,6 +117,8 @@ class _Open:
     kind: Kind
     daytime: bool
     in_bed_since: datetime | None
+    #: The morning rules end this session only from here on (``SessionRules.own_morning``).
+    morning_from: datetime
     last_exit: datetime | None = None
     in_bed: timedelta = field(default_factory=timedelta)
 
@@ -122,7 +138,10 @@ class SessionTracker:
 
     def resume(self, started: datetime, kind: Kind, *, in_bed: bool | None, at: datetime) -> None:
         """Continue a session the daemon had open before a restart."""
-        self._open = _Open(started, kind, daytime=kind == "nap", in_bed_since=at if in_bed else None)
+        self._open = _Open(
+            started, kind, daytime=kind == "nap", in_bed_since=at if in_bed else None,
+            morning_from=self.rules.own_morning(started),
+        )  # fmt: skip
         if not in_bed:
             self._open.last_exit = at
 
@@ -135,7 +154,9 @@ class SessionTracker:
             if s is None:
                 evening = self.rules.in_evening(t)
                 kind: Kind = "night" if evening else "nap"
-                self._open = _Open(t, kind, daytime=not evening, in_bed_since=t)
+                self._open = _Open(
+                    t, kind, daytime=not evening, in_bed_since=t, morning_from=self.rules.own_morning(t)
+                )
                 actions.append(Start(t, self.rules.night_date(t), kind, "bed_entry"))
             else:
                 s.in_bed_since, s.last_exit = t, None
@@ -152,6 +173,7 @@ class SessionTracker:
             return []
         if s.daytime and self.rules.in_evening(t):
             s.daytime, s.kind = False, "night"  # still in bed as the evening begins: tonight's night
+            s.morning_from = self.rules.own_morning(t)
         if s.last_exit is None:
             return []
         empty_for = t - s.last_exit
@@ -160,7 +182,10 @@ class SessionTracker:
                 kind: Kind = "night" if s.in_bed >= self.rules.night_min_in_bed else "nap"
                 return [self._close(s.last_exit, kind, "bed_exit")]
             return []
-        if self.rules.in_morning(s.last_exit) and empty_for >= self.rules.exit_confirm:
+        if t < s.morning_from:
+            return []  # the night's own morning has not come yet
+        morning_exit = s.last_exit >= s.morning_from and self.rules.in_morning(s.last_exit)
+        if morning_exit and empty_for >= self.rules.exit_confirm:
             return [self._close(s.last_exit, "night", "bed_exit")]
         if self.rules.past_morning_end(t):
             return [self._close(s.last_exit, "night", "morning_limit")]
@@ -174,12 +199,16 @@ class SessionTracker:
         s.started += delta
         s.in_bed_since = None if s.in_bed_since is None else s.in_bed_since + delta
         s.last_exit = None if s.last_exit is None else s.last_exit + delta
+        s.morning_from = self.rules.own_morning(s.started)  # the clock of day moved with the jump
 
     def command_start(self, t: datetime, reason: str = "command") -> list[Action]:
         """A command or the button starts a night now (nothing if one is open)."""
         if self._open is not None:
             return []
-        self._open = _Open(t, "night", daytime=False, in_bed_since=t if self._in_bed else None)
+        self._open = _Open(
+            t, "night", daytime=False, in_bed_since=t if self._in_bed else None,
+            morning_from=self.rules.own_morning(t),
+        )  # fmt: skip
         if not self._in_bed:
             self._open.last_exit = t
         return [Start(t, self.rules.night_date(t), "night", reason)]

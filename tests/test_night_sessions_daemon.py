@@ -181,3 +181,16 @@ def test_a_night_keeps_the_movements_before_its_bed_entry_was_decided_and_the_ev
     assert summary["counts"].get("awakening") == sum(k == "awakening" for k, _ in expected), (
         "the summary counts the late awakening"
     )
+
+
+def test_run_mode_keeps_one_night_for_the_whole_run_whatever_the_time_of_day(tmp_path: Path) -> None:
+    """``mode = "run"``: a run that starts at 15:00 (after the morning limit, before the evening) and
+    runs past the next morning stays one night with every event on it; no session rule ends it."""
+    db = tmp_path / "b.sqlite3"
+    start = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(15, 0), tzinfo=UTC)
+    sim = SimulatedNight(seed=4, rate_hz=RATE, duration_s=1800.0)
+    _run(db, sim, start, mode="run")
+    nights = _rows(db, "SELECT * FROM nights")
+    assert [(n["kind"], n["start_reason"], n["end_reason"]) for n in nights] == [("night", "daemon", "daemon_stop")]
+    events = _rows(db, "SELECT night_id FROM events")
+    assert len(events) >= 5 and {e["night_id"] for e in events} == {nights[0]["id"]}

@@ -109,3 +109,49 @@ def test_rules_follow_the_config() -> None:
     assert not rules.in_evening(at(21, 20, 30)) and rules.in_evening(at(21, 21, 0))
     assert rules.exit_confirm == timedelta(minutes=5)
     assert rules.local(at(21, 12)).utcoffset() == timedelta(hours=1)
+
+
+def test_a_night_started_by_command_in_the_afternoon_waits_for_its_own_morning() -> None:
+    """The morning rules count from the night's own morning: a night started at 17:00 with the bed
+    still empty is not ended by the morning limit (13:00) that passed before it began."""
+    tracker = SessionTracker(RULES)
+    assert tracker.command_start(at(21, 17)) == [Start(at(21, 17), date(2026, 11, 21), "night", "command")]
+    actions: list[Start | End] = []
+    t = at(21, 17)
+    while t < at(22, 4):
+        t += timedelta(minutes=1)
+        actions += tracker.tick(t)
+        if t == at(21, 22, 40):
+            actions += tracker.bed(t, True)
+    assert actions == [], "nothing ends the night before its morning"
+    actions += tracker.bed(at(22, 7, 5), False)
+    t = at(22, 7, 5)
+    while t < at(22, 8):
+        t += timedelta(minutes=1)
+        actions += tracker.tick(t)
+    assert actions == [End(at(22, 7, 5), "night", "bed_exit")]
+
+
+def test_a_night_never_slept_in_ends_at_its_own_morning_limit() -> None:
+    tracker = SessionTracker(RULES)
+    tracker.command_start(at(21, 16))
+    assert tracker.tick(at(21, 16, 1)) == [] and tracker.tick(at(22, 12, 59)) == []
+    assert tracker.tick(at(22, 13, 0)) == [End(at(21, 16), "night", "morning_limit")]
+
+
+def test_a_night_started_by_command_inside_the_morning_window_uses_that_morning() -> None:
+    """A day sleeper after a night shift: started at 06:00, up at 12:00, the night ends then."""
+    tracker = SessionTracker(RULES)
+    tracker.command_start(at(21, 6))
+    tracker.bed(at(21, 6, 1), True)
+    assert tracker.bed(at(21, 12), False) == []
+    assert tracker.tick(at(21, 12, 19)) == []
+    assert tracker.tick(at(21, 12, 20)) == [End(at(21, 12), "night", "bed_exit")]
+
+
+def test_own_morning_is_the_next_morning_start_outside_the_morning_window() -> None:
+    assert RULES.own_morning(at(21, 17)) == at(22, 5)
+    assert RULES.own_morning(at(21, 23)) == at(22, 5)
+    assert RULES.own_morning(at(22, 1)) == at(22, 5)
+    assert RULES.own_morning(at(22, 6)) == at(22, 6)
+    assert RULES.own_morning(at(22, 13)) == at(23, 5)
