@@ -4,7 +4,10 @@ Summaries come from ``service.history.summary.summarize_night`` over the stored 
 user's relabels always count; a summary the daemon stored at the end of a night is used as is
 when it has the current ``SUMMARY_VERSION`` and the night has no relabels. A night's summary
 is cached in this process until its end time, its number of events or its relabels change,
-so the Nights and Trends pages stay fast on a Pi after the first visit.
+so the Nights and Trends pages stay fast on a Pi after the first visit. The Trends page's
+weekly means, change rule and with/without comparisons (bootstrap and permutation tests, most
+of the page's time over a year of nights) are cached by their exact inputs: every night's date,
+start and metric values, and every tag.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from flask import current_app
 from service.history.compare import compare_tags
 from service.history.load import list_nights, load_night, tags_by_date
 from service.history.summary import SUMMARY_VERSION, summarize_night
-from service.history.trends import change_rule, metric_value, weekly
+from service.history.trends import METRICS, change_rule, metric_value, weekly
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,59 @@ class SummaryCache:
             self._items.move_to_end(night_id)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+ANALYSIS_CACHE_SIZE = 8
+"""Trend analyses kept in memory (one per range and state of the nights and tags)."""
+
+
+class AnalysisCache:
+    """The weekly means, change rule and with/without comparisons of the Trends page, by their exact
+    inputs; thread-safe. The bootstrap and permutation tests are most of a year's Trends page time,
+    and their inputs change only when a night ends, is relabelled or is tagged."""
+
+    def __init__(self, size: int = ANALYSIS_CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[Any, ...], value: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def _analysis_cache() -> AnalysisCache:
+    cache = current_app.extensions.get("bedside_trend_analyses")
+    if cache is None:
+        cache = current_app.extensions.setdefault("bedside_trend_analyses", AnalysisCache())
+    assert isinstance(cache, AnalysisCache)
+    return cache
+
+
+def _analysis_key(nights: list[dict[str, Any]], tags: dict[str, list[dict[str, Any]]]) -> tuple[Any, ...]:
+    """Everything ``weekly``, ``change_rule`` and ``compare_tags`` read: per night its date, start,
+    whether it has a summary and every metric's value; per tag its date, tag and detail."""
+    per_night = tuple(
+        (
+            n.get("night_date"),
+            n.get("started_at"),
+            isinstance(n.get("summary"), dict),
+            *(metric_value(n, name) for name in METRICS),
+        )
+        for n in nights
+    )
+    per_tag = tuple((d, str(t["tag"]), str(t.get("detail") or "")) for d in sorted(tags) for t in tags[d])
+    return per_night, per_tag
 
 
 def _cache() -> SummaryCache:
@@ -146,6 +202,15 @@ def trends(conn: sqlite3.Connection, *, limit: int | None = 90) -> dict[str, Any
             }
         )
     (recorded,) = conn.execute("SELECT COUNT(*) FROM nights WHERE kind = 'night'").fetchone()
+    key = _analysis_key(nights, tags)
+    analysis = _analysis_cache().get(key)
+    if analysis is None:
+        analysis = {
+            "weekly": weekly(nights),
+            "change": change_rule(nights).as_dict(),
+            "comparisons": [c.as_dict() for c in compare_tags(nights, tags)],
+        }
+        _analysis_cache().put(key, analysis)
     return {
         "window": {
             "nights": len(per_night),
@@ -156,7 +221,5 @@ def trends(conn: sqlite3.Connection, *, limit: int | None = 90) -> dict[str, Any
         },
         "nights": per_night,
         "metrics": [{"name": name, "title": title} for name, title in TREND_METRICS],
-        "weekly": weekly(nights),
-        "change": change_rule(nights).as_dict(),
-        "comparisons": [c.as_dict() for c in compare_tags(nights, tags)],
+        **analysis,
     }

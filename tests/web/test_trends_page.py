@@ -139,6 +139,29 @@ def test_api_trends_reports_its_window(long_app: Flask) -> None:
     assert [n["night_date"] for n in doc["nights"]] == _dates()[-30:]
 
 
+def test_the_cached_analysis_follows_a_new_tag_and_equals_a_fresh_one(
+    long_history: Path, tmp_path: Path
+) -> None:
+    path = webutil.copy_database(long_history, tmp_path / "copy.sqlite3")
+    app = create_app({"DATABASE": str(path), "LOGIN_REQUIRED": False})
+    client = app.test_client()
+    first = client.get("/api/trends?limit=90").get_json()
+    assert client.get("/api/trends?limit=90").get_json() == first  # served from the cache
+    heat = next(c for c in first["comparisons"] if c["key"] == "heat")
+    assert (heat["n_with"], heat["n_without"]) == (NEW_TAGGED, 90 - NEW_TAGGED)
+
+    token = client.get("/api/session").get_json()["csrf_token"]
+    reply = client.post(
+        "/api/tags", json={"night_date": _dates()[-30], "tag": "heat"}, headers={"X-CSRF-Token": token}
+    )
+    assert reply.status_code in (200, 201), reply.get_data(as_text=True)
+    again = client.get("/api/trends?limit=90").get_json()
+    heat = next(c for c in again["comparisons"] if c["key"] == "heat")
+    assert (heat["n_with"], heat["n_without"]) == (NEW_TAGGED + 1, 90 - NEW_TAGGED - 1)
+    fresh = create_app({"DATABASE": str(path), "LOGIN_REQUIRED": False}).test_client()
+    assert fresh.get("/api/trends?limit=90").get_json() == again
+
+
 # --- the change notice on the dashboard -------------------------------------------------------
 
 
