@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.detect.health import SensorHealth
+from service.detect.health import SensorHealth, _abs_steps, _row_medians
 from service.detect.params import DetectorParams
 from service.detect.types import Event
 from tests.detect.synth import add_burst, sleeper
@@ -166,3 +166,26 @@ def test_identical_samples_past_flat_s_are_fault_samples_whatever_the_blocks() -
         np.testing.assert_array_equal(fault, want_mask, err_msg=f"block {block}")
         assert [r for r in resets if r in want_ends] == want_ends, f"block {block}"
     assert want_mask.sum() == 0 + 1 + 2 + (2 * flat_n + 1) + (flat_n + 8)
+
+
+def test_per_second_statistic_matches_the_plain_sub_block_maxima_for_any_width() -> None:
+    rng = np.random.default_rng(3)
+    for w in (1, 5, 7, 8, 9, 15, 16, 31, 50, 250, 256, 1000):
+        d = np.abs(rng.normal(0, 1, (13, w)))
+        parts = 8 if w >= 8 else 1
+        sub = d[:, : w - w % parts].reshape(13, parts, -1).max(axis=2)
+        want = sub[:, 0] if parts == 1 else np.partition(sub, parts - 3, axis=1)[:, parts - 3]
+        assert np.array_equal(SensorHealth._sec_stat(d), want), w
+        assert np.array_equal(SensorHealth._sec_stat(d[:1]), want[:1]), w
+
+
+def test_row_medians_and_steps_are_numpys() -> None:
+    rng = np.random.default_rng(4)
+    for w in (1, 2, 29, 30):
+        win = rng.normal(0, 1, (40, w))
+        win[3, 0] = np.nan
+        assert np.array_equal(_row_medians(win), np.median(win, axis=1), equal_nan=True)
+    x = rng.normal(0, 1, 1000)
+    for prev in (0.25, float(x[0])):
+        assert np.array_equal(_abs_steps(x, prev), np.abs(np.diff(x, prepend=prev)))
+    assert np.array_equal(_abs_steps(x[:1], 2.0), np.abs(np.diff(x[:1], prepend=2.0)))

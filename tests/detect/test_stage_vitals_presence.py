@@ -8,7 +8,7 @@ import pytest
 from service.detect.condition import Conditioner
 from service.detect.params import DetectorParams
 from service.detect.presence import PresenceTracker
-from service.detect.vitals import batch_rates, breath_rate, heart_rate
+from service.detect.vitals import _autocorr, batch_rates, breath_rate, fft_len, heart_rate
 from tests.detect.synth import sleeper
 
 P = DetectorParams()
@@ -66,3 +66,37 @@ def test_presence_learns_the_empty_bed_floor_and_sees_a_body_above_it() -> None:
     assert tr.evidence(20.0, 0.1, False) is True
     assert tr.evidence(0.3, 0.9, False) is False  # periodic noise at the floor is not a body
     assert tr.evidence(0.3, 0.0, True) is True  # movement is a body
+
+
+def test_fft_lengths_are_the_smallest_5_smooth_ones() -> None:
+    def smooth(n: int) -> bool:
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in range(1, 2100):
+        m = fft_len(n)
+        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m))
+
+
+def test_batch_rates_of_selected_rows_are_those_of_every_row() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(500) / 25.0
+    wins = np.sin(2 * np.pi * rng.uniform(0.8, 1.8, (30, 1)) * t) + rng.normal(0, 0.5, (30, 500))
+    rows = rng.random(30) < 0.6
+    all_r, all_p = batch_rates(wins, 25.0, 40.0, 150.0)
+    r, p = batch_rates(wins, 25.0, 40.0, 150.0, rows=rows)
+    assert np.array_equal(r[rows], all_r[rows]) and np.array_equal(p[rows], all_p[rows])
+    assert np.isnan(r[~rows]).all() and (p[~rows] == 0).all()
+    assert np.isfinite(all_r).sum() > 20
+    none_r, none_p = batch_rates(wins, 25.0, 40.0, 150.0, rows=np.zeros(30, bool))
+    assert np.isnan(none_r).all() and (none_p == 0).all()
+
+
+def test_autocorrelation_matches_a_direct_sum() -> None:
+    x = np.random.default_rng(6).normal(0, 1, 301)
+    ac = _autocorr(x, 40)
+    y = x - x.mean()
+    want = np.array([y[: y.size - k] @ y[k:] / (y.size - k) for k in range(41)])
+    assert np.allclose(ac, want / want[0], rtol=0, atol=1e-12)
