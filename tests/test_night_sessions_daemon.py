@@ -191,6 +191,8 @@ def test_run_mode_keeps_one_night_for_the_whole_run_whatever_the_time_of_day(tmp
     sim = SimulatedNight(seed=4, rate_hz=RATE, duration_s=1800.0)
     _run(db, sim, start, mode="run")
     nights = _rows(db, "SELECT * FROM nights")
-    assert [(n["kind"], n["start_reason"], n["end_reason"]) for n in nights] == [("night", "daemon", "daemon_stop")]
+    assert [(n["kind"], n["start_reason"], n["end_reason"]) for n in nights] == [
+        ("night", "daemon", "daemon_stop")
+    ]
     events = _rows(db, "SELECT night_id FROM events")
     assert len(events) >= 5 and {e["night_id"] for e in events} == {nights[0]["id"]}

@@ -7,6 +7,7 @@ or cannot start, the tests fail, they are never skipped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from tests.browser.browserutil import (
     start_web,
 )
 
-WEEK_NIGHTS = 7
+#: A week; six weeks when the screenshots are made, so Trends shows weeks and with/without intervals.
+WEEK_NIGHTS = 42 if os.environ.get("BEDSIDE_SCREENSHOTS") == "1" else 7
 WEEK_SEED = 11
 
 
