@@ -2,27 +2,37 @@
 
 After every kill the database passes ``PRAGMA integrity_check``, every event stored before the kill
 is still there, and in the end every stored event reaches a real subscriber. A power cut is
-emulated by tearing the write-ahead log of a database whose writer was killed mid-write (the
-un-synced tail of a file is what a power cut loses or leaves half-written).
+emulated on copies of a database whose writer was killed mid-write: the write-ahead log cut exactly
+after its last commit frame (what ``synchronous=FULL`` guarantees to keep), torn after it with
+garbage, torn half-way through its last transaction, and cut at random earlier frames.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import signal
 import sqlite3
 import struct
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hardware.simulated import SimulatedNight, SimulatedSource
+from service.app import Daemon
+from service.config import load_config
 from tests.daemonutil import query, stored_events
 from tests.mqttutil import wait_until
 from tests.reliability.conftest import (
     DurableSubscriber,
     KeepingBroker,
+    deduplicated,
     evening_timezone,
     expected_events,
     fits_the_detector,
@@ -52,20 +62,37 @@ def _kill_after(args: list[str], log: Path, delay_s: float) -> None:
         proc.wait(10)
 
 
-@pytest.mark.slow
-def test_ten_sigkills_in_a_night_lose_nothing_and_leave_a_sound_database(
-    keeping_broker: KeepingBroker, tmp_path: Path
-) -> None:
+@dataclass
+class Killed:
+    """Ten SIGKILLs and a clean run over one night, and what they left."""
+
+    delays: list[float]
+    db: Path
+    kept: dict[str, str]  # id -> night, for every event stored before the last kill
+    runs: list[list[dict[str, Any]]]  # the rows each killed run added
+    stored: list[dict[str, Any]]
+    wire: list[str]
+    nights: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killed]:
+    """Ten kills at random moments of a night at full speed, each followed by a restart, then a clean
+    run; checked after every kill (integrity, nothing stored before it lost)."""
+    tmp_path = tmp_path_factory.mktemp("sigkill")
+    broker = KeepingBroker(tmp_path / "broker")
+    broker.workdir.mkdir()
+    broker.start()
     rng = random.Random(20261122)
     db = tmp_path / "b.sqlite3"
     cfg = str(no_limit_config(tmp_path))
-    sub = DurableSubscriber(keeping_broker.host, keeping_broker.port, EVENT_TOPIC)
-    kept: dict[str, str] = {}  # id -> night, for every event seen stored after some kill
-    runs: list[list[dict[str, object]]] = []  # the rows each killed run added
+    sub = DurableSubscriber(broker.host, broker.port, EVENT_TOPIC)
+    kept: dict[str, str] = {}
+    runs: list[list[dict[str, Any]]] = []
     delays = [rng.uniform(0.4, 4.0) for _ in range(10)]
     try:
         for k, delay in enumerate(delays):
-            args = run_args(db, keeping_broker.port, UNIT, SEED, "--speed", "0", "--duration-s", "3600")
+            args = run_args(db, broker.port, UNIT, SEED, "--speed", "0", "--duration-s", "3600")
             _kill_after([*args, "--config", cfg], tmp_path / f"kill{k}.log", delay)
             if not db.exists():
                 continue  # killed before the database was created: nothing to lose yet
@@ -75,7 +102,7 @@ def test_ten_sigkills_in_a_night_lose_nothing_and_leave_a_sound_database(
             assert not lost, f"kill {k} lost {len(lost)} stored event(s)"
             runs.append([e for e in stored_events(db) if e["id"] not in kept])
             kept = now
-        final_args = run_args(db, keeping_broker.port, UNIT, SEED, "--speed", "0", "--duration-s", "1800")
+        final_args = run_args(db, broker.port, UNIT, SEED, "--speed", "0", "--duration-s", "1800")
         final = run_daemon([*final_args, "--config", cfg], tmp_path / "final.log", env=AUTO)
         assert final.wait(120) == 0, (tmp_path / "final.log").read_text()
         stored = stored_events(db)
@@ -84,31 +111,78 @@ def test_ten_sigkills_in_a_night_lose_nothing_and_leave_a_sound_database(
             timeout_s=60,
             what="every event of every run at the subscriber",
         )
+        time.sleep(1.0)  # a late repeat of an id would still count
         wire = sub.ids(EVENT_TOPIC)
     finally:
         sub.close()
+        broker.stop()
+    nights = [dict(r) for r in query(db, "SELECT * FROM nights ORDER BY started_at")]
+    yield Killed(delays, db, kept, runs, stored, wire, nights)
+
+
+@pytest.mark.slow
+def test_ten_sigkills_in_a_night_lose_nothing_and_leave_a_sound_database(killed: Killed) -> None:
+    db, stored, kept, wire = killed.db, killed.stored, killed.kept, killed.wire
     assert integrity(db) == "ok"
     ids = [e["id"] for e in stored]
     assert len(ids) == len(set(ids)), "no event stored twice"
     assert set(kept) <= set(ids), "events stored before the kills are all still there"
     assert query(db, "SELECT COUNT(*) AS n FROM outbox")[0]["n"] == 0, "the outbox drained"
-    nights = query(db, "SELECT id FROM nights")
-    # Whether a restart goes on with the open night depends on how far the simulated stream, which
-    # runs far ahead of the wall clock here, got before the kill (service/app.py's resume rule);
-    # test_a_restart_after_a_kill_continues_the_same_night checks the resume itself.
-    assert 1 <= len(nights) <= len(delays) + 1
-    assert {e["night_id"] for e in stored} <= {n["id"] for n in nights}, "every event has its night"
+    # How many rows depends on how far each run's stream got past the wall clock before its kill
+    # (known gap 6; test_a_restart_after_a_stream_that_ran_ahead_of_the_clock_continues_the_same_night
+    # shows it for certain): reported, bounded by the runs.
+    assert 1 <= len(killed.nights) <= len(killed.delays) + 1
+    assert {e["night_id"] for e in stored} <= {n["id"] for n in killed.nights}, "every event has its night"
     last_run = [e for e in stored if e["id"] not in kept]
     assert fits_the_detector(last_run, expected_events(SEED, 1800)), "the last run stored what it found"
     reference = expected_events(SEED, 3600)
-    for k, rows in enumerate(runs):
+    for k, rows in enumerate(killed.runs):
         assert fits_the_detector(rows, reference), f"run {k} holds only what the detector found"
-    first_seen = list(dict.fromkeys(wire))
-    assert [i for i in first_seen if i in set(ids)] == ids, "delivered in the order stored"
+    assert deduplicated(wire) == ids, "after dropping repeats by id, the subscriber holds the store, in order"
+    repeats = len(wire) - len(set(wire))
+    assert repeats <= len(killed.delays) * 3, f"{repeats} repeated deliveries"
     print(
-        f"kills at {', '.join(f'{d:.1f}' for d in delays)} s; {len(ids)} events, 0 lost; "
-        f"{len(wire) - len(first_seen)} duplicate deliveries; {len(nights)} night rows"
+        f"kills at {', '.join(f'{d:.1f}' for d in killed.delays)} s; {len(ids)} events, 0 lost; "
+        f"{len(wire)} messages, {repeats} repeated; {len(killed.nights)} night rows"
     )
+
+
+def _daemon_run(db: Path, seed: int, start: datetime, duration_s: float) -> None:
+    """The real Daemon in-process, ``auto`` sessions, over a simulated night whose stream begins at
+    ``start`` (as fast as the CPU allows)."""
+    cfg = load_config(
+        environ={},
+        overrides={
+            "storage": {"db_path": str(db)},
+            "mqtt": {"enabled": False},
+            "web": {"enabled": False},
+            "sessions": {"mode": "auto", "timezone": "UTC"},
+        },
+    )
+    night = SimulatedNight(seed=seed, rate_hz=250.0, duration_s=duration_s)
+    assert asyncio.run(Daemon(cfg, SimulatedSource(night, speed=0.0, start=start), "sim").run()) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap 6: a replay at full speed leaves its night's last data ahead of the wall clock; "
+    "the next start, stamped by the wall clock, begins before it, so the resume rule "
+    "(service/app.py _resume_or_close: from 5 min before to 3 h after the last data) closes that "
+    "night and a new one begins",
+)
+def test_a_restart_after_a_stream_that_ran_ahead_of_the_clock_continues_the_same_night(
+    tmp_path: Path,
+) -> None:
+    """What the ten SIGKILLs above do by chance (their night count depends on how far each run got),
+    made certain: the first run's stream reaches 20 minutes past the moment the second one starts."""
+    db = tmp_path / "b.sqlite3"
+    t0 = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
+    _daemon_run(db, SEED, t0, 1500.0)  # ends with its night open, last data at about 22:25
+    (first,) = query(db, "SELECT id, ended_at FROM nights")
+    assert first["ended_at"] is None
+    _daemon_run(db, SEED + 1, t0 + timedelta(minutes=5), 600.0)  # the restart, 5 min of wall clock later
+    nights = query(db, "SELECT id, end_reason FROM nights ORDER BY started_at")
+    assert [n["id"] for n in nights] == [first["id"]], [tuple(n) for n in nights]
 
 
 @pytest.mark.slow
@@ -241,6 +315,13 @@ def test_a_power_cut_during_a_write_loses_no_commit_and_the_night_goes_on(tmp_pa
         survivors, orphans = _ids_and_orphans(torn)
         assert survivors == full and orphans == 0, f"tail cut at {cut}: {len(full - survivors)} lost"
         restart_continues(torn, f"tail{k}")
+    # the power lost half-way through writing the last transaction: the one before it is all there
+    half = tmp_path / "half.sqlite3"
+    _tear(db, half, (ends[-2] + ends[-1]) // 2, rng.randbytes(1000))
+    previous = tmp_path / "previous.sqlite3"
+    _tear(db, previous, ends[-2], b"")
+    survivors, orphans = _ids_and_orphans(half)
+    assert survivors == _ids_and_orphans(previous)[0] and survivors <= full and orphans == 0
     # cut anywhere earlier: exactly what was committed up to the last commit frame before the cut
     for k in range(3):
         cut = rng.randrange(WAL_HEADER, ends[-1])
