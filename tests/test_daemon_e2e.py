@@ -14,6 +14,13 @@ from service.timefmt import parse_iso_utc
 from tests.broker import Broker, free_port, wait_port
 from tests.daemonutil import query, start_daemon, stop_daemon, stored_events
 from tests.mqttutil import Subscriber, wait_until
+from tests.reliability.conftest import (
+    expected_events,
+    same_events,
+    stored_relative,
+    truth_found,
+    truth_movements,
+)
 
 UNIT = "e2e-unit"
 EVENT_KEYS = {
@@ -181,3 +188,10 @@ def test_events_wait_in_the_outbox_while_the_broker_is_down_and_arrive_when_it_i
     ids = [e["id"] for e in _events_on_wire(sub)]
     assert ids == [e["id"] for e in stored] and len(set(ids)) == len(ids)
     assert query(db, "SELECT COUNT(*) AS n FROM outbox")[0]["n"] == 0
+    # The store against the detector run offline on the same night, and the simulator's ground truth:
+    # its true movements are in the store as often as the detector finds them offline.
+    reference = expected_events(3, 3600.0)
+    relative = stored_relative(stored, reference)
+    assert same_events(relative, reference), "the store holds what the detector finds"
+    truth = truth_movements(3, 3600.0)
+    assert truth_found(truth, relative) == truth_found(truth, reference) >= 0.9 * len(truth)
