@@ -212,7 +212,7 @@ def main() -> None:
         if rate in a.reference_rates:
             modes.append(("stages 1-3 only", lambda x=x, rate=rate: run_stages_1_to_3(x, rate)))
             modes.append(("reference (scipy/pandas)", lambda x=x, rate=rate: reference_movements(x, rate)))
-            modes.append(("reference + vitals, counts", lambda x=x, rate=rate: reference_analysis(x, rate)))
+            modes.append(("reference + vitals", lambda x=x, rate=rate: reference_analysis(x, rate)))
         got: dict[str, Any] = {}
         for mode, fn in modes:
             live = "blocks" in mode
@@ -243,12 +243,12 @@ def main() -> None:
                 "ours": score(outside(ours_mv, motions), truth),
                 "reference": score(outside(ref, motions), truth),
             }
-            if "reference + vitals, counts" in got:
+            if "reference + vitals" in got:
                 ours_v = [
                     (o.t_s, o.heart_bpm, o.breath_bpm) for o in got["analyze_array"] if isinstance(o, Vitals)
                 ]
                 q["vitals_ours"] = vitals_error(ours_v, night)
-                q["vitals_reference"] = vitals_error(got["reference + vitals, counts"]["vitals"], night)
+                q["vitals_reference"] = vitals_error(got["reference + vitals"]["vitals"], night)
             quality.append(q)
     print("\nmovement spans vs. the simulator's truth (any movement type, overlap, one-to-one):")
     for q in quality:
@@ -282,7 +282,7 @@ def main() -> None:
         ratio = round(float(ref["cpu_seconds"]) / float(one["cpu_seconds"]), 1)
         goals.append({"goal": f">= {GOAL_VS_REFERENCE:g}x faster (CPU s) than the reference at 250 Hz",
                       "value": ratio, "met": ratio >= GOAL_VS_REFERENCE})  # fmt: skip
-    full_ref = pick(250.0, "reference + vitals, counts")
+    full_ref = pick(250.0, "reference + vitals")
     if one and full_ref:
         ratio = round(float(full_ref["cpu_seconds"]) / float(one["cpu_seconds"]), 1)
         goal = f">= {GOAL_VS_REFERENCE:g}x faster (CPU s) than the reference with vitals and counts at 250 Hz"

@@ -44,6 +44,7 @@ at least ``restless_min_movements`` of them: a dense cluster, emitted when the c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,7 +136,7 @@ def segment_features(
     core = ratio[c0:c1]
     f["core_s"] = (c1 - c0) * frame_s
     f["intensity"] = peak
-    f["median_intensity"] = float(np.median(core))
+    f["median_intensity"] = _median(core)
     f["variability"] = float(np.std(core) / max(float(np.mean(core)), 1e-12))
     f["rise_s"] = k_peak * frame_s
     mv = float(np.sqrt(np.mean(move * move))) if move.size else 0.0
@@ -155,23 +156,46 @@ def segment_features(
     return f
 
 
+def _median(x: np.ndarray) -> float:
+    """``float(np.median(x))`` of a short, non-empty, finite array, without np.median's overhead."""
+    srt = np.sort(x)
+    mid = srt.size // 2
+    return float(srt[mid] if srt.size % 2 else (srt[mid - 1] + srt[mid]) / 2)
+
+
+@functools.lru_cache(maxsize=64)
+def _hanning(n: int) -> np.ndarray:
+    """``np.hanning(n)``, made once per length (read-only)."""
+    w = np.hanning(n)
+    w.flags.writeable = False
+    return w
+
+
+@functools.lru_cache(maxsize=16)
+def _rfftfreq(nfft: int, fs: float) -> np.ndarray:
+    """``np.fft.rfftfreq(nfft, 1 / fs)``, made once per size and rate (read-only)."""
+    f = np.fft.rfftfreq(nfft, 1.0 / fs)
+    f.flags.writeable = False
+    return f
+
+
 def spectral_prominence(x: np.ndarray, fs: float, lo_hz: float, hi_hz: float) -> tuple[float, float]:
     """Highest power in [lo_hz, hi_hz] over the median power within 2.5 Hz of it, and where.
 
     A rhythmic burst train (clonus) puts a spectral line at its rate, tens of times above
     the broadband background of an ordinary movement's envelope.
     """
-    y = (x - x.mean()) * np.hanning(x.size)
+    y = (x - x.mean()) * _hanning(x.size)
     nfft = max(256, 1 << int(np.ceil(np.log2(x.size))))
     power = np.abs(np.fft.rfft(y, nfft)) ** 2
-    freq = np.fft.rfftfreq(nfft, 1.0 / fs)
+    freq = _rfftfreq(nfft, fs)
     band = (freq >= lo_hz) & (freq <= hi_hz)
     if not band.any():
         return 0.0, 0.0
     k = int(np.argmax(np.where(band, power, -1.0)))
     # the background is local (within 2.5 Hz of the peak): a line, not a sloping spectrum
     ref = (np.abs(freq - freq[k]) <= 2.5) & (freq >= 0.5)
-    med = float(np.median(power[ref])) if ref.any() else 0.0
+    med = _median(power[ref]) if ref.any() else 0.0
     if med <= 0:
         return 0.0, 0.0
     return float(power[k]) / med, float(freq[k])
