@@ -284,6 +284,10 @@ def test_a_failed_sensor_keeps_the_night_across_the_restart(broken: BrokenRun) -
     ]
     found = [e for e in away if any(k == e.event_type and abs(t - e.start_s) < 0.5 for k, t, _ in after)]
     assert len(away) >= 5 and len(found) >= 0.9 * len(away), f"{len(found)} of {len(away)} movements found"
+    print(
+        f"sensor failed at {FAILS_AT_S:.0f} s, back {RESTART_S:.0f} s later: one night, {len(before)} events "
+        f"before, {len(after)} after; {len(found)} of {len(away)} movements found after the restart"
+    )
 
 
 @pytest.mark.xfail(
