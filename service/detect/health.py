@@ -240,10 +240,13 @@ class SensorHealth:
         if self._hold.size and self._plain_tail():
             # nothing in the look-ahead can start a fault: decide it now, as it would be decided
             # later (a plain sample never consults its look-ahead), one block sooner
-            more = self._decide(self._hold, self._hold.size)
+            tail = self._hold
+            more = self._decide(tail, tail.size)
             k = res.clean.size
+            # neither part repaired (both still views of their input): the whole block as it came
+            same = np.shares_memory(res.clean, buf) and np.shares_memory(more.clean, tail)
             res = HealthResult(
-                np.concatenate((res.clean, more.clean)),
+                buf if same else np.concatenate((res.clean, more.clean)),
                 np.concatenate((res.fault, more.fault)),
                 res.resets + [r + k for r in more.resets],
                 res.pending + more.pending,
