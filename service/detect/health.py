@@ -399,8 +399,12 @@ class SensorHealth:
                 cand = np.concatenate(([end], cand[ci:]))
                 ci = 0
 
-        pending += self._stuck(x[:n], prev, start_abs)
-        flat_resets = self._flat(x[:n], prev, fault)
+        # same[i]: sample i repeats the one before it (never the stream's first sample)
+        same = np.empty(n, bool)
+        same[0] = x[0] == prev and self.n > 0
+        np.equal(x[1:n], x[: n - 1], out=same[1:])
+        pending += self._stuck(x[:n], same, start_abs)
+        flat_resets = self._flat(same, fault)
         if flat_resets:
             resets = sorted({*resets, *flat_resets})
         self.prev = float(x[n - 1])
@@ -419,15 +423,11 @@ class SensorHealth:
             return (self.flat_run + 1) / self.rate_hz
         return 0.0
 
-    def _flat(self, x: np.ndarray, prev: float, fault: np.ndarray) -> list[int]:
+    def _flat(self, same: np.ndarray, fault: np.ndarray) -> list[int]:
         """Mark samples of identical runs past ``flat_n`` in ``fault`` (in place); returns the
-        block indices where such a run ends (the first sample of the new level)."""
-        n = x.size
-        same = np.empty(n, bool)
-        same[0] = x[0] == prev
-        np.equal(x[1:], x[:-1], out=same[1:])
-        if self.n == 0:
-            same[0] = False
+        block indices where such a run ends (the first sample of the new level). ``same``: each
+        sample equals the one before it."""
+        n = same.size
         carried = self.flat_run
         if self._no_flat_run(same, carried):
             return []
@@ -463,7 +463,12 @@ class SensorHealth:
         m = n // h
         if m and bool(same[: m * h].reshape(m, h).all(axis=1).any()):
             return False
-        trailing = int(np.argmin(same[::-1]))
+        # trailing repeats (fewer than n: the block has a change); only the last steps + 1 matter
+        k = min(n, steps + 1)
+        changes = np.flatnonzero(~same[n - k :])
+        if changes.size == 0:
+            return False  # at least steps trailing repeats
+        trailing = k - 1 - int(changes[-1])
         if trailing >= steps:
             return False
         self.flat_run = trailing
@@ -478,24 +483,25 @@ class SensorHealth:
         return np.asarray((v <= 0.0) | (v >= self.full_scale))
 
     # ------------------------------------------------------------------------------------
-    def _stuck(self, x: np.ndarray, prev: float, start_abs: int) -> list[Pending]:
+    def _stuck(self, x: np.ndarray, same: np.ndarray, start_abs: int) -> list[Pending]:
         """Runs of identical samples reaching ``stuck_n``; cheap when nothing is flat.
 
         A run of ``stuck_n`` identical samples contains a whole aligned chunk of
         ``stuck_n // 2`` flat samples, so only blocks with such a chunk (or a run carried in
-        from the last block) are examined sample by sample.
+        from the last block) are examined sample by sample. ``same``: each sample equals
+        the one before it (False for the stream's first).
         """
         n = x.size
         h = max(1, self.stuck_n // 2)
         flat_chunk = False  # a block no longer than stuck_n cannot hold a whole run
         if n > self.stuck_n:
             m = n // h
-            blk = x[: m * h].reshape(m, h)
-            flat_chunk = bool((blk.max(axis=1) == blk.min(axis=1)).any())
+            # a chunk is flat when each of its samples but the first repeats the one before
+            flat_chunk = bool(same[: m * h].reshape(m, h)[:, 1:].all(axis=1).any())
         if not flat_chunk:
             lim = min(n, self.stuck_n)
             cont = self.n > 0
-            neq = np.flatnonzero(x[:lim] != prev) if cont else np.zeros(1, np.int64)
+            neq = np.flatnonzero(~same[:lim]) if cont else np.zeros(1, np.int64)
             lead = int(neq[0]) if neq.size else lim
             if self.same_run + lead < self.stuck_n:
                 # no run in this block reaches the limit: just carry the trailing run
@@ -503,14 +509,13 @@ class SensorHealth:
                 neq_t = np.flatnonzero(tail != x[-1])
                 if neq_t.size:
                     self.same_run = lim - 1 - int(neq_t[-1]) - 1
-                elif lim == n and cont and x[0] == prev:
+                elif lim == n and cont and same[0]:
                     self.same_run += n
                 else:
                     self.same_run = lim - 1
                 if lead < n:
                     self.stuck_reported = False
                 return []
-        same = x == np.concatenate(([prev], x[:-1])) if self.n > 0 else np.r_[False, x[1:] == x[:-1]]
         idx = np.arange(n)
         last_false = np.maximum.accumulate(np.where(~same, idx, -1))
         run = np.where(last_false < 0, idx + 1 + self.same_run, idx - last_false)
