@@ -36,6 +36,7 @@ from service.detect.params import DetectorParams
 from service.detect.vitals import batch_rates
 
 _FLOOR = 1e-12
+_RUN_MIN = 64  # still runs at least this long take the vectorised path (_still_run, _accept_run)
 
 
 class Baseline:
@@ -146,6 +147,41 @@ class Baseline:
         rate, per = batch_rates(frames, 1.0 / self.frame_s, 40.0, 150.0)
         return bool(np.isfinite(rate[0]) and per[0] >= self.p.baseline_steady_periodicity)
 
+    def _still_run(self, mx: np.ndarray, bad: np.ndarray, j: int) -> int:
+        """End (exclusive) of the run of hops from ``j`` that are surely all accepted.
+
+        Hop i is accepted when ``mx[i] < k_on * b``, b the larger of the floor and the median
+        of the history before it. With a full history, every such median is at least the
+        smallest value of the history and of the run so far, so while the run's largest value
+        stays below ``k_on`` times that smallest value, every hop of it is accepted, whatever
+        the medians are. A fault hop ends a run.
+        """
+        seg = mx[j:]
+        run_max = np.maximum.accumulate(seg)
+        run_min = np.minimum(np.minimum.accumulate(seg), self._sorted[0])
+        fail = bad[j:] | ~(run_max < self.p.k_on * run_min)
+        return j + int(np.argmax(fail)) if fail.any() else mx.size
+
+    def _accept_run(self, vals: np.ndarray) -> list[float]:
+        """Accept hop values that ``_still_run`` found all accepted (with a full history): the
+        state ``_push`` would leave one by one, and the baseline after each of them (medians
+        of the sliding windows by a row sort: the same numbers as the sorted-list median)."""
+        w = self.window_hops
+        hist = np.fromiter(self.history, float, w)
+        srt = np.sort(np.lib.stride_tricks.sliding_window_view(np.concatenate((hist, vals)), w)[1:], axis=1)
+        mid = w // 2
+        med = srt[:, mid] if w % 2 else (srt[:, mid - 1] + srt[:, mid]) / 2
+        new = vals.tolist()
+        self.recent.extend(new)
+        self.history.extend(new)
+        self._sorted = sorted(self.history)
+        base: list[float] = np.maximum(med, _FLOOR).tolist()
+        self.b = base[-1]
+        self.freeze = 0
+        self.frozen_vals.clear()
+        self.frozen_frames.clear()
+        return base
+
     def _steady(self, env: np.ndarray, fault: np.ndarray) -> np.ndarray:
         n = env.size
         out = np.empty(n)
@@ -165,15 +201,33 @@ class Baseline:
         envs = np.concatenate((first_env, env[body]))
         fs = np.concatenate((first_f, fault[body]))
         blk = envs.reshape(m + 1, self.fph)
-        mxs = blk.max(axis=1).tolist()
+        mx_arr = blk.max(axis=1)
+        bad_arr = np.asarray(fs.reshape(m + 1, self.fph).any(axis=1), dtype=bool)
+        mxs = mx_arr.tolist()
         meds = mxs
-        bad: list[bool] = np.asarray(fs.reshape(m + 1, self.fph).any(axis=1)).tolist()
-        bs: list[float] = []
+        bad: list[bool] = bad_arr.tolist()
+        bs: list[float] = []  # the baseline after each hop (the next hop's)
         k_on = self.p.k_on
         w = self.window_hops
         # the accepted (still) hop is the common case: it is _push inlined, on locals
         hist, srt, b = self.history, self._sorted, self.b
-        for j in range(m + 1):
+        j = 0
+        try_from = 0  # no search for a long still run before this hop (the last one failed)
+        while j <= m:
+            if (
+                j >= try_from
+                and m + 1 - j >= _RUN_MIN
+                and len(hist) == w
+                and not bad[j]
+                and mxs[j] < k_on * min(srt[0], mxs[j])  # (a cheap first test: the hop itself)
+            ):
+                r = self._still_run(mx_arr, bad_arr, j)
+                if r - j >= _RUN_MIN:
+                    bs += self._accept_run(mx_arr[j:r])
+                    hist, srt, b = self.history, self._sorted, self.b
+                    j = r
+                    continue
+                try_from = r + 1  # hops j..r-1 are accepted one by one below
             # hop j is complete: update, then the next hop uses the new baseline
             if not bad[j]:
                 v = meds[j]
@@ -207,8 +261,9 @@ class Baseline:
                         self.freeze = 0
                         self.frozen_vals.clear()
                         self.frozen_frames.clear()
-            if j < m:
-                bs.append(b)
+            bs.append(b)
+            j += 1
+        del bs[m:]
         self.b = b
         out[body] = np.repeat(bs, self.fph)
         tail = head + m * self.fph

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from service.detect import baseline as baseline_module
 from service.detect.baseline import Baseline
 from service.detect.envelope import FrameEnvelope
 from service.detect.params import DetectorParams
@@ -114,3 +116,34 @@ def test_segments_are_block_size_invariant() -> None:
     r = np.where(rng.random(3000) < 0.03, 8.0, 1.0)
     r = np.convolve(r, np.ones(4), "same")
     assert seg(r) == seg(r, block=7) == seg(r, block=1)
+
+
+def test_the_still_run_fast_path_gives_the_hop_by_hop_baselines(monkeypatch: pytest.MonkeyPatch) -> None:
+    # long still stretches (the vectorised path), movements, a level change, faults, and blocks
+    # of every size: the baselines and the state left must be those of the plain hop loop
+    rng = np.random.default_rng(11)
+    n = 20_000  # frames (0.1 s)
+    env = np.abs(rng.normal(1.0, 0.15, n)) + 0.2
+    env[6000:] *= 2.5  # a new level (re-learned when steady or after the longest freeze)
+    for a in rng.integers(0, n - 200, 40):
+        env[a : a + int(rng.integers(3, 150))] *= rng.uniform(3.0, 20.0)
+    fault = np.zeros(n, bool)
+    for a in rng.integers(0, n - 50, 8):
+        fault[a : a + int(rng.integers(1, 40))] = True
+
+    def run(blocks: list[int]) -> tuple[np.ndarray, float, list[float]]:
+        base = Baseline(0.1, DetectorParams())
+        out = []
+        i = 0
+        for size in blocks:
+            out.append(base.process(env[i : i + size], fault[i : i + size])[2])
+            i += size
+        out.append(base.process(env[i:], fault[i:])[2])
+        return np.concatenate(out), base.b, list(base.history)
+
+    for blocks in ([n], [1] * 900, list(rng.integers(1, 3000, 30)), [7] * 2000):
+        fast = run(blocks)
+        monkeypatch.setattr(baseline_module, "_RUN_MIN", 10**9)
+        slow = run(blocks)
+        monkeypatch.undo()
+        assert np.array_equal(fast[0], slow[0]) and fast[1:] == slow[1:]
