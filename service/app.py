@@ -65,6 +65,10 @@ CAUSE_MEMORY = 1000
 RING_S = 600.0
 #: A night left open by a restart is resumed when its newest data is at most this old.
 RESUME_WITHIN = timedelta(hours=3)
+#: A resumed night whose stream begins more than this after its last stored data has a hole in its
+#: signal: a sensor_fault with ``no_data_s`` (after a kill, the raw signal since the last whole
+#: chunk was never stored, so the hole counts from there).
+NO_DATA_MIN_S = 2.0
 #: A forward jump of the wall clock by more than this re-anchors the stream clock (a Pi without
 #: a real-time clock boots with a stale time until NTP sets it).
 CLOCK_JUMP_S = 120.0
@@ -184,22 +188,57 @@ class Daemon:
         assert self.store is not None
         self._left_open = await self.store.open_nights(self.cfg.unit_id)
 
-    async def _resume_or_close(self, t0: datetime) -> None:
-        """The newest night left open goes on if the stream starts within RESUME_WITHIN of its last data
-        (auto mode); every other one is closed at its last data, with its summary."""
+    async def _resume_or_close(self, t0: datetime) -> datetime:
+        """The newest night left open goes on if the stream starts within RESUME_WITHIN of its last data,
+        before or after it (auto mode); every other one is closed at its last data, with its summary.
+
+        A stream that begins before the night's last data (a Pi without a real-time clock restored an
+        older time after a power cut, or a replay ran ahead of the wall clock) is moved to begin just
+        after it, as a clock set back is never followed: times stay in order. A stream that begins
+        more than NO_DATA_MIN_S after it leaves a hole in the night, recorded as a ``sensor_fault``
+        with ``no_data_s`` (the sensor failed, the unit restarted or the power was out).
+        Returns the stream's start time, moved or not."""
         for night in self._left_open:
-            gap = t0 - parse_iso_utc(night["last_at"])
-            if self.auto_sessions and self.night_id is None and timedelta(minutes=-5) <= gap <= RESUME_WITHIN:
+            last = parse_iso_utc(night["last_at"])
+            gap = t0 - last
+            if self.auto_sessions and self.night_id is None and -RESUME_WITHIN <= gap <= RESUME_WITHIN:
+                if gap < timedelta(0):
+                    assert self._stream_start is not None
+                    logger.warning(
+                        "this stream began %s before the open night's last data: its times continue "
+                        "after it", -gap,
+                    )  # fmt: skip
+                    self._stream_start += -gap
+                    t0 = last
                 self.night_id = night["id"]
                 self.night_started = parse_iso_utc(night["started_at"])
                 self.sessions.resume(self.night_started, night["kind"], in_bed=None, at=t0)
                 self._enter_night(t0)
                 logger.info(
-                    "night %s was left open %s before this stream began: it goes on", night["id"], gap
+                    "night %s was left open %s before this stream began: it goes on",
+                    night["id"],
+                    max(gap, timedelta(0)),
                 )
+                if gap.total_seconds() > NO_DATA_MIN_S:
+                    await self._record_no_data(last, t0)
             else:
                 await self._close_left_open(night["id"], night["last_at"], night["kind"])
         self._left_open = []
+        return t0
+
+    async def _record_no_data(self, last: datetime, t0: datetime) -> None:
+        """The open night has no data from ``last`` to ``t0`` (this stream's start): a sensor fault."""
+        assert self._stream_start is not None
+        hole = Event(
+            seq=-1,  # never an awakening's cause
+            type="sensor_fault",
+            start_s=(last - self._stream_start).total_seconds(),
+            end_s=(t0 - self._stream_start).total_seconds(),
+            intensity=0.0,
+            profile=self.profile,
+            details={"no_data_s": round((t0 - last).total_seconds(), 3)},
+        )
+        await self._on_event(hole)
 
     async def _close_left_open(self, night_id: str, last_at: str, kind: str) -> None:
         assert self.store is not None
@@ -634,7 +673,7 @@ class Daemon:
         self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
         self._ring = RawRing(block.rate_hz, RING_S)
         t0 = self._stream_dt(block.index / block.rate_hz)
-        await self._resume_or_close(t0)
+        t0 = await self._resume_or_close(t0)
         if not self.auto_sessions:
             await self._apply(self.sessions.command_start(t0, reason="daemon"))
         await self._publish_notice()
@@ -766,7 +805,7 @@ class Daemon:
 
     async def _on_event(self, event: Event) -> None:
         assert self.store is not None and self._stream_start is not None
-        if event.type == "sensor_fault":
+        if event.type == "sensor_fault" and "no_data_s" not in event.details:  # not a past hole
             self.live.sensor_ok = False
             self._show_health()
             self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)

@@ -263,11 +263,15 @@ class Store:
 
     async def open_nights(self, unit_id: str) -> list[dict[str, Any]]:
         """Nights of this unit never ended (a crash, or a restart mid-night), newest first, each with
-        ``last_at``: the time of its newest stored epoch, event or its start."""
+        ``last_at``: the time of its newest stored data (epoch, event end, vitals row, the end of its
+        raw signal) or its start."""
         async with self._db.execute(
             "SELECT n.id, n.started_at, n.kind, n.night_date, n.start_reason, "
             "max(n.started_at, COALESCE((SELECT max(start_at) FROM epochs WHERE night_id = n.id), ''), "
-            "COALESCE((SELECT max(end_at) FROM events WHERE night_id = n.id), '')) "
+            "COALESCE((SELECT max(end_at) FROM events WHERE night_id = n.id), ''), "
+            "COALESCE((SELECT max(t_at) FROM vitals WHERE night_id = n.id), ''), "
+            "COALESCE((SELECT strftime('%Y-%m-%dT%H:%M:%fZ', start_at, printf('%+.3f seconds', n / rate_hz)) "
+            "FROM raw_chunks WHERE night_id = n.id ORDER BY start_index DESC LIMIT 1), '')) "
             "FROM nights n WHERE n.unit_id = ? AND n.ended_at IS NULL ORDER BY n.started_at DESC",
             (unit_id,),
         ) as cur:

@@ -290,11 +290,6 @@ def test_a_failed_sensor_keeps_the_night_across_the_restart(broken: BrokenRun) -
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap 7: the hole a failed sensor leaves (its failure to the restart) is not recorded "
-    "as a sensor_fault; only the log says why the daemon stopped",
-)
 def test_a_failed_sensor_is_recorded_as_a_sensor_fault(broken: BrokenRun) -> None:
     faults = [t for k, t, _ in broken.events if k == "sensor_fault"]
     assert any(FAILS_AT_S - 5.0 <= t <= broken.restarted_at_s for t in faults), faults
