@@ -63,7 +63,7 @@ class ChainedNights:
     """
 
     def __init__(self, nights: int, night_s: float, rate_hz: float, block_s: float = 0.1) -> None:
-        self._nights = [
+        self._nights: list[SimulatedNight | None] = [
             SimulatedNight(seed=100 + k, rate_hz=rate_hz, duration_s=night_s) for k in range(nights)
         ]
         self._rate_hz = rate_hz
@@ -87,6 +87,7 @@ class ChainedNights:
     async def _blocks(self) -> AsyncIterator[Block]:
         index = 0
         for k, night in enumerate(self._nights):
+            assert night is not None
             for i in range(0, night.n_samples, self._block_n):
                 if self._closed:
                     return
@@ -95,6 +96,7 @@ class ChainedNights:
                 yield Block(t0=t0, index=index, rate_hz=self._rate_hz, samples=samples)
                 index += samples.shape[0]
                 await asyncio.sleep(0)
+            self._nights[k] = None  # its render caches are the soak's memory, not the daemon's
             if self.between is not None:
                 await self.between(k == len(self._nights) - 1)
 
