@@ -30,7 +30,7 @@ ha-venv:
 	./scripts/ha-venv.sh
 
 pytest: $(STAMP) ha-venv
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 test: lint typecheck pytest
 
