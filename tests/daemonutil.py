@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from service.config import Config, load_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -64,3 +66,10 @@ def stored_events(db: Path) -> list[dict[str, Any]]:
     """Every stored event, in write order, with details decoded."""
     rows = query(db, "SELECT * FROM events ORDER BY rowid")
     return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
+
+
+def in_process_config(db: Path, **sessions: Any) -> Config:
+    """The config of a daemon run in the test's process: its store at ``db``, no MQTT, no dashboard,
+    ``[sessions]`` from ``sessions``."""
+    overrides = {"storage": {"db_path": str(db)}, "mqtt": {"enabled": False}, "web": {"enabled": False}}
+    return load_config(environ={}, overrides={**overrides, "sessions": sessions})

@@ -21,6 +21,7 @@ from service.config import load_config
 from service.detect.types import MOVEMENT_TYPES
 from service.store.signal_codec import decode
 from service.timefmt import parse_iso_utc
+from tests.daemonutil import in_process_config
 from tests.reliability.conftest import expected_events
 from tests.sources import WrappedSource
 
@@ -147,15 +148,7 @@ def test_a_night_keeps_the_movements_before_its_bed_entry_was_decided_and_the_ev
     db = tmp_path / "b.sqlite3"
     seed, duration_s = 12, 1800.0
     start = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(22, 30), tzinfo=UTC)
-    cfg = load_config(
-        environ={},
-        overrides={
-            "storage": {"db_path": str(db)},
-            "mqtt": {"enabled": False},
-            "web": {"enabled": False},
-            "sessions": {"mode": "auto", "timezone": "UTC"},
-        },
-    )
+    cfg = in_process_config(db, mode="auto", timezone="UTC")
     night = SimulatedNight(seed=seed, rate_hz=250.0, duration_s=duration_s)
     source = _StoppedByCommand(SimulatedSource(night, speed=0.0, start=start))
     daemon = Daemon(cfg, source, "test")

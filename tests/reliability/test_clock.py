@@ -22,8 +22,8 @@ import pytest
 from hardware.block import Block
 from hardware.simulated import SimulatedNight, SimulatedSource
 from service.app import Daemon
-from service.config import load_config
 from service.timefmt import parse_iso_utc
+from tests.daemonutil import in_process_config
 from tests.reliability.conftest import expected_events
 from tests.sources import WrappedSource
 
@@ -74,15 +74,7 @@ def _run(tmp_path: Path, wrong_by: timedelta) -> ClockRun:
 
 def _run_once(tmp_path: Path, wrong_by: timedelta) -> ClockRun:
     db = tmp_path / "clock.sqlite3"
-    cfg = load_config(
-        environ={},
-        overrides={
-            "storage": {"db_path": str(db)},
-            "mqtt": {"enabled": False},
-            "web": {"enabled": False},
-            "sessions": {"mode": "auto", "timezone": "UTC"},
-        },
-    )
+    cfg = in_process_config(db, mode="auto", timezone="UTC")
     source = WallClockSource(wrong_by, JUMP_AT_S)
     daemon = Daemon(cfg, source, "wall clock")
     source.daemon = daemon

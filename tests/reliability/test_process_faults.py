@@ -26,8 +26,7 @@ import pytest
 
 from hardware.simulated import SimulatedNight, SimulatedSource
 from service.app import Daemon
-from service.config import load_config
-from tests.daemonutil import query, stored_events
+from tests.daemonutil import in_process_config, query, stored_events
 from tests.mqttutil import wait_until
 from tests.reliability.conftest import (
     DurableSubscriber,
@@ -151,15 +150,7 @@ def test_ten_sigkills_in_a_night_lose_nothing_and_leave_a_sound_database(killed:
 def _daemon_run(db: Path, seed: int, start: datetime, duration_s: float) -> None:
     """The real Daemon in-process, ``auto`` sessions, over a simulated night whose stream begins at
     ``start`` (as fast as the CPU allows)."""
-    cfg = load_config(
-        environ={},
-        overrides={
-            "storage": {"db_path": str(db)},
-            "mqtt": {"enabled": False},
-            "web": {"enabled": False},
-            "sessions": {"mode": "auto", "timezone": "UTC"},
-        },
-    )
+    cfg = in_process_config(db, mode="auto", timezone="UTC")
     night = SimulatedNight(seed=seed, rate_hz=250.0, duration_s=duration_s)
     assert asyncio.run(Daemon(cfg, SimulatedSource(night, speed=0.0, start=start), "sim").run()) == 0
 

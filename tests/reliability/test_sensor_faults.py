@@ -25,7 +25,7 @@ from hardware.simulated import ADC_MAX, SimulatedNight
 from service.app import Daemon
 from service.config import load_config
 from service.timefmt import parse_iso_utc
-from tests.daemonutil import REPO
+from tests.daemonutil import REPO, in_process_config
 from tests.reliability.conftest import evening_timezone, expected_events
 from tests.sources import WrappedSource
 
@@ -223,15 +223,7 @@ class BrokenRun:
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory: pytest.TempPathFactory) -> BrokenRun:
     db = tmp_path_factory.mktemp("sensor-error") / "b.sqlite3"
-    cfg = load_config(
-        environ={},
-        overrides={
-            "storage": {"db_path": str(db)},
-            "mqtt": {"enabled": False},
-            "web": {"enabled": False},
-            "sessions": {"mode": "auto", "timezone": evening_timezone()},
-        },
-    )
+    cfg = in_process_config(db, mode="auto", timezone=evening_timezone())
     night = SimulatedNight(seed=SEED, rate_hz=RATE_HZ, duration_s=DURATION_S, glitches=False)
     x = night.render_all().astype(np.float32)
     start = datetime.now(UTC).replace(microsecond=0)
