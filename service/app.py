@@ -193,8 +193,8 @@ class Daemon:
         before or after it (auto mode); every other one is closed at its last data, with its summary.
 
         A stream that begins before the night's last data (a Pi without a real-time clock restored an
-        older time after a power cut, or a replay ran ahead of the wall clock) is moved to begin just
-        after it, as a clock set back is never followed: times stay in order. A stream that begins
+        older time after a power cut, or a replay ran ahead of the wall clock) is moved to begin at
+        it, as a clock set back is never followed: times stay in order. A stream that begins
         more than NO_DATA_MIN_S after it leaves a hole in the night, recorded as a ``sensor_fault``
         with ``no_data_s`` (the sensor failed, the unit restarted or the power was out).
         Returns the stream's start time, moved or not."""
