@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 
@@ -98,12 +98,20 @@ class AnalysisCache:
                 self._items.popitem(last=False)
 
 
-def _analysis_cache() -> AnalysisCache:
-    cache = current_app.extensions.get("bedside_trend_analyses")
+_C = TypeVar("_C", "SummaryCache", "AnalysisCache")
+
+
+def _app_cache(name: str, kind: type[_C]) -> _C:
+    """The app's cache ``name`` (made on first use; one per app, shared by its threads)."""
+    cache = current_app.extensions.get(name)
     if cache is None:
-        cache = current_app.extensions.setdefault("bedside_trend_analyses", AnalysisCache())
-    assert isinstance(cache, AnalysisCache)
+        cache = current_app.extensions.setdefault(name, kind())
+    assert isinstance(cache, kind)
     return cache
+
+
+def _analysis_cache() -> AnalysisCache:
+    return _app_cache("bedside_trend_analyses", AnalysisCache)
 
 
 def _analysis_key(nights: list[dict[str, Any]], tags: dict[str, list[dict[str, Any]]]) -> tuple[Any, ...]:
@@ -123,11 +131,7 @@ def _analysis_key(nights: list[dict[str, Any]], tags: dict[str, list[dict[str, A
 
 
 def _cache() -> SummaryCache:
-    cache = current_app.extensions.get("bedside_summaries")
-    if cache is None:
-        cache = current_app.extensions.setdefault("bedside_summaries", SummaryCache())
-    assert isinstance(cache, SummaryCache)
-    return cache
+    return _app_cache("bedside_summaries", SummaryCache)
 
 
 def _stamps(conn: sqlite3.Connection) -> dict[str, tuple[int, int, str | None]]:

@@ -9,7 +9,6 @@ ReplaySource to the real Daemon (store on a real SQLite file) as fast as the CPU
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from hardware.simulated import ADC_MAX, SimulatedNight
 from service.app import Daemon
 from service.config import load_config
 from service.timefmt import parse_iso_utc
-from tests.daemonutil import REPO, in_process_config
+from tests.daemonutil import REPO, in_process_config, query
 from tests.reliability.conftest import evening_timezone, expected_events
 from tests.sources import WrappedSource
 
@@ -104,13 +103,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> FaultyRun:
     daemon = Daemon(cfg, source, "faulty night")
     source.daemon = daemon
     assert asyncio.run(daemon.run()) == 0
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        nights = [dict(r) for r in conn.execute("SELECT * FROM nights ORDER BY started_at")]
-        rows = conn.execute("SELECT event_type, start_at FROM events ORDER BY rowid").fetchall()
-    finally:
-        conn.close()
+    nights = [dict(r) for r in query(db, "SELECT * FROM nights ORDER BY started_at")]
+    rows = query(db, "SELECT event_type, start_at FROM events ORDER BY rowid")
     assert daemon._stream_start is not None
     t0 = daemon._stream_start
     events = [(k, (parse_iso_utc(at) - t0).total_seconds()) for k, at in rows]
@@ -241,13 +235,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> BrokenRun:
     rest = Recording(x[int(back * RATE_HZ) :], RATE_HZ, None, "sim", "x")
     second = Daemon(cfg, ReplaySource(rest, start=start + timedelta(seconds=back)), "s")
     assert asyncio.run(second.run()) == 0
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        nights = [dict(r) for r in conn.execute("SELECT * FROM nights ORDER BY started_at")]
-        rows = conn.execute("SELECT event_type, start_at, night_id FROM events ORDER BY rowid").fetchall()
-    finally:
-        conn.close()
+    nights = [dict(r) for r in query(db, "SELECT * FROM nights ORDER BY started_at")]
+    rows = query(db, "SELECT event_type, start_at, night_id FROM events ORDER BY rowid")
     events = [(k, (parse_iso_utc(at) - start).total_seconds(), n) for k, at, n in rows]
     return BrokenRun(error, nights, events, back)
 
