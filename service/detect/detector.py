@@ -484,7 +484,7 @@ class Detector:
 
     def _hop(self, f_end: int, feat: _HopFeat) -> list[Pending]:
         p = self.params
-        at = max(f_end * self.frame_raw, self.release_floor)  # self._at(f_end)
+        at = self._at(f_end)
         t_end = self._t(f_end)
         out: list[Pending] = []
         rms, per, hr, br, mov, flt, settled = feat
@@ -502,8 +502,7 @@ class Detector:
                 del self.presence_log[:-64]  # only recent movements ask what it was
         if self.presence.state is not True or mov or flt:
             hr = br = None
-        self.serial += 1
-        out.append(Pending(at, ORDER_VITALS, Vitals(t_end, hr, br), self.serial))
+        out.append(self._pend(at, ORDER_VITALS, Vitals(t_end, hr, br)))
         if hr is not None:
             # for sleep staging, rates measured after a movement's arousal has faded are
             # preferred; the others are used only when an epoch has no settled ones
