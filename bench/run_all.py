@@ -97,8 +97,8 @@ def summary() -> list[tuple[str, str, str, str]]:
         g = lat["goals_p99_ms"]
         for key, label, goal in (
             ("moving_on_ms", "onset -> moving ON", g["moving_on"]),
-            ("event_after_end_ms", "movement end -> event", g["event"]),
-            ("event_after_end_rule_met_ms", "end rule met (end + 0.5 s) -> event", g["event"]),
+            ("event_after_end_ms", "physical end -> event", g["event"]),
+            ("event_after_scored_end_ms", "scored (AASM) end -> event", g["event"]),
         ):
             st = mv.get(key) or {}
             met = st.get("p99") is not None and st["p99"] <= goal
