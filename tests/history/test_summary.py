@@ -250,3 +250,42 @@ def test_the_autumn_clock_change_repeats_a_local_hour(tmp_path: Path) -> None:
     rows = summarize_night(data, tz=ZoneInfo("Europe/Berlin"))["events_per_hour"]
     assert [r["local_hour"] for r in rows] == [22, 23, 0, 1, 2, 2, 3]
     assert [r["movements"] for r in rows] == [0, 0, 0, 0, 0, 1, 0]
+
+
+def test_summarizing_night_after_night_keeps_no_more_memory_after_the_first_weeks(tmp_path: Path) -> None:
+    """The daemon summarises every night and the dashboard every night shown, for months: what a
+    summary keeps between calls (its parsed-time cache) must stop growing. 30 nights of 8 h (960
+    epochs and 200 events each, every time distinct); nothing may stay from nights 15-30."""
+    import gc
+    import tracemalloc
+
+    db = HistoryDb(tmp_path / "b.sqlite3")
+    for k in range(30):
+        start = at("2026-09-01T21:00:00.000Z", 86400.0 * k)
+        db.night(f"n{k}", start, at(start, 8 * 3600.0))
+        db.epochs(f"n{k}", start, [(i % 7 != 0, True) for i in range(960)])
+        for j in range(200):
+            db.event(f"n{k}e{j}", f"n{k}", "limb_movement", at(start, 60.0 + 140.0 * j + 0.1 * k), 1.0, 5.0)
+    db.close()
+    conn = connect(tmp_path / "b.sqlite3")
+
+    def summarize(k: int) -> None:
+        data = load_night(conn, f"n{k}")
+        assert data is not None and len(data.epochs) == 960
+        assert summarize_night(data, tz=UTC)["counts"]["limb_movement"] == 200
+
+    tracemalloc.start()
+    try:
+        for k in range(15):
+            summarize(k)
+        gc.collect()
+        kept_after_15 = tracemalloc.get_traced_memory()[0]
+        for k in range(15, 30):
+            summarize(k)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - kept_after_15
+    finally:
+        tracemalloc.stop()
+        conn.close()
+    # 15 more nights with a cache that keeps every time would keep about 3.4 MiB
+    assert grown < 256 * 1024, f"{grown / 2**20:.2f} MiB kept by 15 more nights' summaries"
