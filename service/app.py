@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -518,6 +519,7 @@ class Daemon:
             "--host", self.cfg.web.host,
             "--port", str(self.cfg.web.port),
             "--unit-id", self.cfg.unit_id,
+            "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         if self.cfg.web.require_login:
             cmd.append("--require-login")

@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--unit-id", help="unit name")
     web.add_argument("--require-login", action="store_true", help="require the login on loopback too")
     web.add_argument("--password-file", help="file holding the password hash (default: beside the database)")
+    web.add_argument(
+        "--parent-pid", type=int, help="stop when this process ends (the daemon passes its own pid)"
+    )
 
     setpw = sub.add_parser(
         "set-password", help="set the dashboard password (needed when it listens beyond loopback)"
@@ -459,6 +462,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
         unit_id=cfg.unit_id,
         require_login=cfg.web.require_login,
         password_file=cfg.web.password_file,
+        parent_pid=args.parent_pid,
     )
     return EXIT_OK
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import urllib.request
 from pathlib import Path
@@ -122,6 +124,49 @@ def test_sigterm_mid_night_publishes_offline_and_dashboard_shows_the_same_events
     # The dashboard was the daemon's child: it stopped with it.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=2)
+
+
+@pytest.mark.slow
+def test_a_killed_daemon_takes_its_dashboard_along_and_frees_the_port(broker: Broker, tmp_path: Path) -> None:
+    """SIGKILL leaves no time to stop the dashboard child; it notices its parent is gone and stops,
+    so the restarted daemon (systemd's Restart=, or `make demo` again) can bind the port."""
+    db = tmp_path / "night.sqlite3"
+    web_port = free_port()
+    args = _run_args(db, broker.port, "--speed", "20", "--duration-s", "7200", "--web-port", str(web_port))
+    proc = start_daemon(args, tmp_path / "d.log")
+    web_pid = None
+    try:
+        wait_port(web_port, timeout_s=30)
+        log = (tmp_path / "d.log").read_text()
+        web_pid = int(re.search(r"dashboard at \S+ \(pid (\d+)\)", log).group(1))  # type: ignore[union-attr]
+        proc.kill()
+        proc.wait()
+        wait_until(lambda: not _alive(web_pid), timeout_s=10, what="the dashboard child to stop")
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=2)
+        again = start_daemon(args, tmp_path / "d2.log")
+        try:
+            wait_port(web_port, timeout_s=30)
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=5) as r:
+                assert r.status == 200
+        finally:
+            assert stop_daemon(again) == 0, (tmp_path / "d2.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if web_pid is not None and _alive(web_pid):
+            os.kill(web_pid, signal.SIGKILL)  # a failed run leaves no dashboard behind
+    assert "the dashboard stops" in (tmp_path / "d.log").read_text()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.slow

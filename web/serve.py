@@ -8,7 +8,10 @@ socket and every connection, then joins the server's threads.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -33,8 +36,12 @@ def serve(
     *,
     require_login: bool = False,
     password_file: str | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """Serve the dashboard for ``database`` on ``host:port`` until interrupted (blocks).
+
+    With ``parent_pid`` (the daemon that started it) the server stops once that process is gone,
+    even killed with SIGKILL, so it never holds the port against the daemon's next start.
 
     ``host`` defaults to loopback, where no login is needed; any other address (``0.0.0.0``
     to reach it from a phone on the LAN) requires the password (``bedside set-password``), as
@@ -45,7 +52,18 @@ def serve(
         app_config(database, host, unit_id, require_login=require_login, password_file=password_file)
     )
     logger.info("serving Bedside web on %s:%d", host, port)
+    if parent_pid is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid,), daemon=True).start()
     waitress.serve(app, host=host, port=port, threads=DEFAULT_THREADS, ident="bedside")
+
+
+def _stop_when_orphaned(parent_pid: int, every_s: float = 1.0) -> None:
+    """SIGTERM this process once ``parent_pid`` is no longer its parent (it died and this process
+    was handed to init or a subreaper): what the daemon's own stop would have sent."""
+    while os.getppid() == parent_pid:
+        time.sleep(every_s)
+    logger.warning("the daemon (pid %d) is gone; the dashboard stops", parent_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def app_config(
