@@ -66,7 +66,7 @@ def _round(x: float | None, digits: int = 1) -> float | None:
 
 #: Parsed times kept (about 200 bytes each with the key: at most 1.6 MiB). Enough for one night's
 #: events and epochs; the daemon and the dashboard run for months, so the cache must not keep every
-#: night's times (65,536 entries grew the daemon by 0.3 MiB a night, up to 13 MiB).
+#: night's times (65,536 entries grew the daemon by about 0.25 MiB a night, up to 13 MiB).
 TIME_CACHE_SIZE = 8192
 
 
