@@ -204,42 +204,32 @@ class Baseline:
         mx_arr = blk.max(axis=1)
         bad_arr = np.asarray(fs.reshape(m + 1, self.fph).any(axis=1), dtype=bool)
         mxs = mx_arr.tolist()
-        meds = mxs
         bad: list[bool] = bad_arr.tolist()
         bs: list[float] = []  # the baseline after each hop (the next hop's)
         k_on = self.p.k_on
         w = self.window_hops
-        # the accepted (still) hop is the common case: it is _push inlined, on locals
-        hist, srt, b = self.history, self._sorted, self.b
         j = 0
         try_from = 0  # no search for a long still run before this hop (the last one failed)
         while j <= m:
             if (
                 j >= try_from
                 and m + 1 - j >= _RUN_MIN
-                and len(hist) == w
+                and len(self.history) == w
                 and not bad[j]
-                and mxs[j] < k_on * min(srt[0], mxs[j])  # (a cheap first test: the hop itself)
+                and mxs[j] < k_on * min(self._sorted[0], mxs[j])  # (a cheap first test: the hop itself)
             ):
                 r = self._still_run(mx_arr, bad_arr, j)
                 if r - j >= _RUN_MIN:
                     bs += self._accept_run(mx_arr[j:r])
-                    hist, srt, b = self.history, self._sorted, self.b
                     j = r
                     continue
                 try_from = r + 1  # hops j..r-1 are accepted one by one below
             # hop j is complete: update, then the next hop uses the new baseline
             if not bad[j]:
-                v = meds[j]
+                v = mxs[j]
                 self.recent.append(v)
-                if mxs[j] < k_on * b:
-                    if len(hist) == w:
-                        del srt[bisect_left(srt, hist[0])]
-                    hist.append(v)
-                    insort(srt, v)
-                    n_s = len(srt)
-                    mid = n_s // 2
-                    b = max(srt[mid] if n_s % 2 else (srt[mid - 1] + srt[mid]) / 2, _FLOOR)
+                if v < k_on * self.b:
+                    self._push(v)
                     if self.freeze:  # (frozen_vals and frozen_frames are empty when freeze is 0)
                         self.freeze = 0
                         self.frozen_vals.clear()
@@ -257,14 +247,12 @@ class Baseline:
                         src = self.frozen_vals if steady else self.recent
                         self.history = deque(src, maxlen=self.window_hops)
                         self._resort()
-                        hist, srt, b = self.history, self._sorted, self.b
                         self.freeze = 0
                         self.frozen_vals.clear()
                         self.frozen_frames.clear()
-            bs.append(b)
+            bs.append(self.b)
             j += 1
         del bs[m:]
-        self.b = b
         out[body] = np.repeat(bs, self.fph)
         tail = head + m * self.fph
         out[tail:] = self.b
