@@ -45,57 +45,59 @@ DEFAULT_TREND_RANGE = "90"
 """About three months: enough for the change rule (35 nights) and a season's weekly means."""
 
 
-class SummaryCache:
-    """Summaries by night id, each valid for one (ended_at, events, relabel stamp); thread-safe."""
+class LruCache:
+    """The ``size`` most recently used values by key; thread-safe (the dashboard serves from
+    several threads)."""
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+    def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[str, tuple[tuple[Any, ...], dict[str, Any]]] = OrderedDict()
+        self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, night_id: str, stamp: tuple[Any, ...]) -> dict[str, Any] | None:
-        with self._lock:
-            item = self._items.get(night_id)
-            if item is None or item[0] != stamp:
-                return None
-            self._items.move_to_end(night_id)
-            return item[1]
-
-    def put(self, night_id: str, stamp: tuple[Any, ...], summary: dict[str, Any]) -> None:
-        with self._lock:
-            self._items[night_id] = (stamp, summary)
-            self._items.move_to_end(night_id)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
-ANALYSIS_CACHE_SIZE = 8
-"""Trend analyses kept in memory (one per range and state of the nights and tags)."""
-
-
-class AnalysisCache:
-    """The weekly means, change rule and with/without comparisons of the Trends page, by their exact
-    inputs; thread-safe. The bootstrap and permutation tests are most of a year's Trends page time,
-    and their inputs change only when a night ends, is relabelled or is tagged."""
-
-    def __init__(self, size: int = ANALYSIS_CACHE_SIZE) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+    def get(self, key: Any) -> Any:
+        """The value kept for ``key``, or None."""
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: tuple[Any, ...], value: dict[str, Any]) -> None:
+    def put(self, key: Any, value: Any) -> None:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+class SummaryCache:
+    """Summaries by night id, each valid for one (ended_at, events, relabel stamp); thread-safe."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._lru = LruCache(size)
+
+    def get(self, night_id: str, stamp: tuple[Any, ...]) -> dict[str, Any] | None:
+        item = self._lru.get(night_id)
+        if item is None or item[0] != stamp:
+            return None
+        summary: dict[str, Any] = item[1]
+        return summary
+
+    def put(self, night_id: str, stamp: tuple[Any, ...], summary: dict[str, Any]) -> None:
+        self._lru.put(night_id, (stamp, summary))
+
+
+ANALYSIS_CACHE_SIZE = 8
+"""Trend analyses kept in memory (one per range and state of the nights and tags)."""
+
+
+class AnalysisCache(LruCache):
+    """The weekly means, change rule and with/without comparisons of the Trends page, by their exact
+    inputs; thread-safe. The bootstrap and permutation tests are most of a year's Trends page time,
+    and their inputs change only when a night ends, is relabelled or is tagged."""
+
+    def __init__(self, size: int = ANALYSIS_CACHE_SIZE) -> None:
+        super().__init__(size)
 
 
 _C = TypeVar("_C", "SummaryCache", "AnalysisCache")
