@@ -5,7 +5,11 @@
 (c) sleep scoring on the wrist actigraphy (.AWD) files: this detector's rule and the classic
     Cole-Kripke, per night, against the sleep diary where there is one;
 (d) simulated nights with ground truth (hardware.simulated): event-level precision and recall
-    per type, awakenings within 60 s, heart / breathing rate error.
+    per type, awakenings within 60 s, heart / breathing rate error;
+(e) real background (bench/real_background.py): movements of known type and span laid on the
+    quiet stretch of the real bed recording, at 50 and 250 Hz, both rule profiles: per-type
+    precision and recall, PLM series found, onset / end / duration errors. Reported on the
+    held-out seeds 101-110 only (seeds 1-10 are for tuning).
 
 Usage: ``python bench/evaluate_detector.py [--seeds 1 2 3] [--hours 8] [--rate 250]
 [--json bench/evaluate_detector.json]``. The shared data folder is ``../shared/data`` beside
@@ -29,6 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from hardware import actigraphy  # noqa: E402
 from service.detect import Detector, DetectorParams, analyze_array  # noqa: E402
@@ -478,9 +483,16 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=250.0)
     ap.add_argument("--block-s", type=float, default=0.0, help="feed the simulator in blocks (0: one pass)")
     ap.add_argument("--skip-sim", action="store_true")
+    ap.add_argument("--skip-real-bg", action="store_true", help="skip (e), the real-background sets")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "evaluate_detector.json")
     a = ap.parse_args()
     res: dict[str, Any] = {"recording": eval_recording(), "actigraphy": eval_actigraphy()}
+    if not a.skip_real_bg:
+        import real_background
+
+        res["real_background"] = real_background.run(
+            list(real_background.REPORT_SEEDS), [50.0, 250.0], ["aasm", "wasm2016"]
+        )
     if not a.skip_sim:
         tuned = [k for k in a.seeds if k <= 5]
         held = [k for k in a.seeds if k > 5]
