@@ -71,6 +71,7 @@ def read_awd(path: str | Path) -> EpochCounts:
 def read_counts_csv(path: str | Path, column: str, epoch_s: float) -> EpochCounts:
     """A CSV with a header and a column of counts per epoch of ``epoch_s`` seconds."""
     p = Path(path)
+    reader: csv.DictReader[str] | None = None
     try:
         with p.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -79,12 +80,13 @@ def read_counts_csv(path: str | Path, column: str, epoch_s: float) -> EpochCount
             if column not in reader.fieldnames:
                 raise RecordingError(f"{p}: no column {column!r}; columns are {', '.join(reader.fieldnames)}")
             values: list[float] = []
-            for lineno, row in enumerate(reader, 2):
+            for row in reader:
+                lineno = reader.line_num
                 try:
                     v = float(row[column])
                 except (TypeError, ValueError):
                     raise RecordingError(
-                        f"{p}: line {lineno}: {column} {row[column]!r} is not numeric"
+                        f"{p}: line {lineno}: {column} {str(row[column])[:40]!r} is not numeric"
                     ) from None
                 if not np.isfinite(v) or v < 0:
                     raise RecordingError(f"{p}: line {lineno}: {column} must be a non-negative number")
@@ -93,6 +95,11 @@ def read_counts_csv(path: str | Path, column: str, epoch_s: float) -> EpochCount
         raise RecordingError(f"{p}: not found") from None
     except UnicodeDecodeError:
         raise RecordingError(f"{p}: not UTF-8 text") from None
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a stray quote
+        line = reader.reader.line_num if reader is not None else 1
+        raise RecordingError(f"{p}: line {line}: malformed CSV: {exc}") from None
+    except OSError as exc:
+        raise RecordingError(f"{p}: cannot read ({exc.strerror or exc})") from None
     if not values:
         raise RecordingError(f"{p}: no data rows")
     return EpochCounts(np.array(values), float(epoch_s), None, np.zeros(0, int), str(p))

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -195,7 +195,7 @@ def _load_csv(
     """Read the header and the first data row, pick the columns, then read them in bulk."""
     header_line, header_lineno, first_row = _read_head(p)
     delimiter = max((",", ";", "\t"), key=header_line.count)
-    header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]
+    header = [h.strip() for h in _parse_line(p, header_line, header_lineno, delimiter)]
     if all(_is_number(h) for h in header if h):
         raise RecordingError(
             f"{p}: line {header_lineno} looks like data, not a header row; "
@@ -203,7 +203,7 @@ def _load_csv(
         )
     if first_row is None:
         raise RecordingError(f"{p}: has a header row but no data rows")
-    row = [f.strip() for f in next(csv.reader([first_row], delimiter=delimiter))]
+    row = [f.strip() for f in _parse_line(p, first_row, header_lineno + 1, delimiter)]
 
     t_idx = _pick_time_column(p, header, time_column)
     v_idx = _pick_value_column(p, header, row, column, t_idx)
@@ -279,6 +279,25 @@ def _load_csv(
 
 def _unit_name(unit_s: float) -> str:
     return next(k for k, v in TIME_UNITS_S.items() if v == unit_s)
+
+
+def _csv_problem(p: Path, lineno: int, exc: csv.Error) -> RecordingError:
+    """The unreadable-recording error for a line the csv module refuses (a field over its limit of
+    ``csv.field_size_limit()`` characters, a stray quote)."""
+    if "field limit" in str(exc):
+        return RecordingError(
+            f"{p}: line {lineno}: a field is longer than {csv.field_size_limit()} characters "
+            "(not a recording's number or name)"
+        )
+    return RecordingError(f"{p}: line {lineno}: malformed CSV: {exc}")
+
+
+def _parse_line(p: Path, line: str, lineno: int, delimiter: str) -> list[str]:
+    """The fields of one CSV line; RecordingError naming the line when the csv module refuses it."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter))
+    except csv.Error as exc:
+        raise _csv_problem(p, lineno, exc) from None
 
 
 def _read_head(p: Path) -> tuple[str, int, str | None]:
@@ -381,6 +400,7 @@ def _read_columns_csv(
 ) -> list[np.ndarray]:
     cols = [array("d") for _ in usecols]
     need = max(usecols) + 1
+    reader: Any = None
     try:
         with p.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter)
@@ -402,7 +422,8 @@ def _read_columns_csv(
     except UnicodeDecodeError as exc:
         raise RecordingError(f"{p}: not a UTF-8 text file ({exc.reason})") from exc
     except csv.Error as exc:
-        raise RecordingError(f"{p}: malformed CSV: {exc}") from exc
+        # line_num counts the lines read so far, the refused one included
+        raise _csv_problem(p, reader.line_num if reader is not None else 0, exc) from None
     except OSError as exc:
         raise RecordingError(f"{p}: cannot read file: {exc.strerror or exc}") from exc
     if len(cols[0]) == 0:

@@ -416,6 +416,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
     else:
         print_health(doc)
+    if doc.get("damaged"):
+        return EXIT_STORE
     return EXIT_OK if doc["healthy"] else EXIT_FAILURE
 
 
@@ -467,26 +469,27 @@ def _cmd_web(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _give_to_database_owner(path: str) -> None:
-    """Run as root (``sudo bedside set-password``), hand the file to the owner of its folder, the
-    service user that must read it; otherwise the web process could not."""
-    import os
-
-    if os.geteuid() != 0:
-        return
-    folder = os.stat(os.path.dirname(os.path.abspath(path)))
-    if folder.st_uid != 0:
-        os.chown(path, folder.st_uid, folder.st_gid)
-
-
 def _cmd_set_password(args: argparse.Namespace) -> int:
-    """Ask for the dashboard password twice (or read one line from stdin) and store its hash."""
+    """Ask for the dashboard password twice (or read one line from stdin) and store its hash.
+
+    Often run as root in the service user's folder (docs/install.md), so the file is written
+    without following links (``service.store.files.write_private_file``) and, as root, handed to
+    the folder's owner on its descriptor: a link planted there is refused, never written through."""
     import getpass
 
+    from werkzeug.security import generate_password_hash
+
     from service.config import load_config
-    from web.security import PasswordError, password_file_beside, write_password_file
+    from service.store.files import check_not_a_link, write_private_file
+    from web.security import MIN_PASSWORD_CHARS, password_file_beside
 
     cfg = load_config(args.config, overrides={"storage": {"db_path": args.db}} if args.db else None)
+    try:
+        # The default file is beside the database; a database path that is a link would move it.
+        check_not_a_link(cfg.storage.db_path, "database file")
+    except OSError as exc:
+        print(f"bedside set-password: {exc}; nothing changed", file=sys.stderr)
+        return EXIT_STORE
     path = cfg.web.password_file or str(password_file_beside(cfg.storage.db_path))
     if args.stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -495,14 +498,18 @@ def _cmd_set_password(args: argparse.Namespace) -> int:
         if getpass.getpass("Again: ") != password:
             print("bedside set-password: the two passwords differ; nothing changed", file=sys.stderr)
             return EXIT_USAGE
-    try:
-        write_password_file(path, password)
-        _give_to_database_owner(path)
-    except PasswordError as exc:
-        print(f"bedside set-password: {exc}; nothing changed", file=sys.stderr)
+    if len(password) < MIN_PASSWORD_CHARS:
+        print(
+            f"bedside set-password: password must be at least {MIN_PASSWORD_CHARS} characters long; "
+            "nothing changed",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
+    text = generate_password_hash(password, method="scrypt") + "\n"
+    try:
+        write_private_file(path, text.encode("utf-8"), give_to_folder_owner=True)
     except OSError as exc:
-        print(f"bedside set-password: cannot write {path}: {exc}", file=sys.stderr)
+        print(f"bedside set-password: cannot write {path}: {exc}; nothing changed", file=sys.stderr)
         return EXIT_FAILURE
     print(f"dashboard password stored (hash only) in {path}; it takes effect at the next login")
     return EXIT_OK
@@ -544,8 +551,11 @@ def _history_db(args: argparse.Namespace, *, readonly: bool = True) -> tuple[Any
     """The configuration and a connection to its database (``--db`` wins over the config)."""
     from service.config import load_config
     from service.history.load import connect
+    from service.store.store import check_integrity
 
     cfg = load_config(args.config, overrides={"storage": {"db_path": args.db}} if args.db else None)
+    if os.path.isfile(cfg.storage.db_path):  # (connect names a missing one)
+        check_integrity(cfg.storage.db_path)  # a damaged file is named, never read on or written
     return cfg, connect(cfg.storage.db_path, readonly=readonly)
 
 

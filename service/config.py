@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from service.detect.params import DetectorParams
 from service.errors import ConfigError
+from service.store.files import UnsafeFileError, read_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ def sim_start_time(text: str, now: datetime | None = None) -> datetime | None:
         raise ValueError(f"sensor.sim_start: {text!r} is not 'now', HH:MM or an ISO 8601 time") from None
     if t.tzinfo is None:
         raise ValueError(f"sensor.sim_start: {text!r} needs a time zone (e.g. +01:00 or Z)")
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first UTC time Python has
+        raise ValueError(f"sensor.sim_start: {text!r} is out of range in UTC") from None
 
 
 class ControlsConfig(_Strict):
@@ -334,7 +338,9 @@ def detector_params_for(cfg: Config, source: object) -> DetectorParams:
 def _parse_env_value(raw: str) -> Any:
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):
+        # Not TOML, nested too deep for the parser, or an integer of more than 4300 digits:
+        # the text itself, which the key's check then refuses by name if it wants a number.
         return raw
     # A TOML date or time is kept as the text it was (keys that take times take text).
     return raw if isinstance(value, datetime | date | dt_time) else value
@@ -378,26 +384,90 @@ def _describe(err: ValidationError, origin: str) -> str:
         else:
             reason = e["msg"]
             if "input" in e and not isinstance(e["input"], dict):
-                reason += f" (got {e['input']!r})"
+                got = repr(e["input"])
+                reason += f" (got {got if len(got) <= 80 else got[:60] + f'... ({len(got)} characters)'})"
         lines.append(f"  {key}: {reason}")
     return "\n".join(lines)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """The TOML file as a dict; ConfigError naming the file and the problem otherwise."""
+#: Deeper than this, TOML arrays and inline tables are refused before the parser's recursion fails.
+MAX_TOML_DEPTH = 100
+#: Python's limit on the digits of an integer read from text (``sys.get_int_max_str_digits``).
+_LONG_INTEGER = re.compile(r"[0-9][0-9_]{4300,}")
+
+
+def _where(text: str, pos: int) -> str:
+    """``line N (section.key)`` for a position in a TOML text: the key whose value holds it."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    lineno = text.count("\n", 0, pos) + 1
+    key = re.match(r"\s*([A-Za-z0-9_.\"'-]+)\s*=", text[line_start : line_start + 200])
+    headers = re.findall(r"(?m)^\s*\[+\s*([A-Za-z0-9_.\"'-]+)\s*\]+", text[:line_start])
+    if key is None:
+        return f"line {lineno}"
+    name = key.group(1) if not headers else f"{headers[-1]}.{key.group(1)}"
+    return f"line {lineno} ({name})"
+
+
+def _too_deep_at(text: str) -> int | None:
+    """Where arrays or inline tables first nest deeper than MAX_TOML_DEPTH, or None (brackets in
+    strings are counted too: this only says where to look)."""
+    depth = 0
+    for pos, ch in enumerate(text):
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_TOML_DEPTH:
+                return pos
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n" and depth <= 2:  # a table header's brackets close on their line
+            depth = 0
+    return None
+
+
+def parse_toml(text: str, origin: str) -> dict[str, Any]:
+    """TOML text as a dict; ConfigError naming ``origin``, the line and the key otherwise (also for
+    what the parser does not catch itself: nesting deeper than MAX_TOML_DEPTH, integers too long
+    for Python to read)."""
+    deep = _too_deep_at(text)
+    if deep is not None:
+        raise ConfigError(
+            f"{origin}: {_where(text, deep)}: arrays or tables nested more than {MAX_TOML_DEPTH} deep"
+        )
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path}: not found") from None
-    except PermissionError:
-        raise ConfigError(f"config file {path}: permission denied") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path}: is a directory") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path}: not UTF-8 text ({exc.reason})") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
+    except (RecursionError, ValueError) as exc:
+        long_int = _LONG_INTEGER.search(text)
+        where = _where(text, long_int.start()) if long_int else "a value"
+        if isinstance(exc, RecursionError):
+            what = "arrays or tables nested too deep"
+        else:
+            what = "an integer of more than 4300 digits" if long_int else f"cannot be read ({exc})"
+        raise ConfigError(f"{origin}: {where}: {what}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict; ConfigError naming the file and the problem otherwise.
+
+    Only a regular file of at most MAX_SMALL_FILE_BYTES is read: a FIFO, a device (a link to
+    ``/dev/zero``) or a directory is refused at once."""
+    origin = f"config file {path}"
+    try:
+        raw = read_regular_file(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{origin}: not found") from None
+    except PermissionError:
+        raise ConfigError(f"{origin}: permission denied") from None
+    except UnsafeFileError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{origin}: not UTF-8 text ({exc.reason})") from None
+    return parse_toml(text, origin)
 
 
 def load_config(
@@ -469,7 +539,11 @@ def read_secret(file_path: str | None, credential: str) -> str | None:
             candidates.append((f"credential {credential}", p))
     for label, p in candidates:
         try:
-            return p.read_text(encoding="utf-8").rstrip("\r\n")
+            return read_regular_file(p).decode("utf-8").rstrip("\r\n")
+        except UnsafeFileError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{label}: not UTF-8 text ({exc.reason})") from None
     return None

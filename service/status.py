@@ -1,6 +1,7 @@
 """`bedside status`: the unit's health from its database (read-only), for people and for scripts.
 
-Unhealthy when: no database or no live state, the live state is older than ``stale_after_s``
+Unhealthy when: no database, a damaged one (``damaged`` is then true: ``bedside status`` exits 5),
+no live state, the live state is older than ``stale_after_s``
 (the daemon is stopped or stalled), the sensor reports a fault, the outbox holds messages while
 MQTT is disconnected for long, or the disk is nearly full.
 """
@@ -14,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from service.errors import StoreError
+from service.store.store import DatabaseDamagedError, check_integrity
 from service.timefmt import parse_iso_utc, utc_now
 
 #: Live state older than this means the daemon is not running (it writes once a second).
@@ -54,6 +57,17 @@ def health(db_path: str, unit_id: str, now: datetime | None = None) -> dict[str,
     problems: list[str] = doc["problems"]
     if not db.exists():
         problems.append(f"no database at {db}: the daemon has never run with this configuration")
+        doc["healthy"] = False
+        return doc
+    try:
+        check_integrity(db)
+    except DatabaseDamagedError as exc:
+        problems.append(str(exc))
+        doc["damaged"] = True
+        doc["healthy"] = False
+        return doc
+    except StoreError as exc:
+        problems.append(f"database unreadable: {exc}")
         doc["healthy"] = False
         return doc
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import aiosqlite
 
 from service.errors import StoreError
+from service.store.files import check_not_a_link
 from service.store.held import KEEP_ALWAYS, RAW_CHUNK, SNIPPET, HeldWrites
 from service.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -55,13 +57,58 @@ DB_FILE_MODE = 0o640
 
 def make_private(path: Path) -> None:
     """Create ``path`` (empty) with DB_FILE_MODE if it is missing; take away other users' access if
-    it has it. OSError if that is not possible."""
+    it has it. Never through a link (root may run this in the service user's folder):
+    UnsafeFileError if ``path`` is a symbolic link or not a regular file; OSError otherwise."""
     with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DB_FILE_MODE))
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o007:
-        os.chmod(path, mode & ~0o007)
-        logger.info("database %s was readable by other users: now %o", path, mode & ~0o007)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, DB_FILE_MODE))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            check_not_a_link(path, "database file")  # raises, saying what it is
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            check_not_a_link(path, "database file")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o007:
+            os.fchmod(fd, mode & ~0o007)
+            logger.info("database %s was readable by other users: now %o", path, mode & ~0o007)
+    finally:
+        os.close(fd)
+
+
+class DatabaseDamagedError(StoreError):
+    """SQLite finds the database file damaged (``PRAGMA quick_check`` fails, or it is no database)."""
+
+
+def check_integrity(path: str | Path, busy_timeout_s: float = 5.0) -> None:
+    """Run ``PRAGMA quick_check`` on an existing database, read-only (nothing is written, not even a
+    WAL checkpoint). DatabaseDamagedError saying which file, what SQLite said and what to do.
+
+    It reads every page (about 1 s for 30 nights, see RELIABILITY.md), so it runs once per open by
+    the daemon and the commands, not per query."""
+    p = Path(path)
+    uri = p.absolute().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s)
+        try:
+            said = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            raise StoreError(f"cannot check database {p}: {exc}") from exc
+        said = [str(exc)]
+    if said == ["ok"]:
+        return
+    raise DatabaseDamagedError(
+        f"database {p} is damaged; SQLite's quick_check says: {' / '.join(said)[:500]}. "
+        "Nothing was changed. Stop Bedside, then restore a backup of the file (or the "
+        f"{p.name}.bak-v* copy kept beside it before a migration), or save what is still readable: "
+        f"sqlite3 {p} .recover | sqlite3 {p.name}.recovered, check that, and move it into place"
+    )
 
 
 def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
@@ -192,16 +239,23 @@ class Store:
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_s: float = 5.0) -> Store:
-        """Open (creating folders and file), set WAL and durability, migrate. StoreError on failure."""
+        """Open (creating folders and file), check an existing file (``check_integrity``), set WAL and
+        durability, migrate. StoreError on failure (DatabaseDamagedError for a damaged file, which
+        is left untouched)."""
         p = Path(path)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
+            existing = p.is_file() and p.stat().st_size > 0
             make_private(p)
+            if existing:  # before anything writes to it: no migration or WAL switch on a damaged file
+                check_integrity(p, busy_timeout_s)
             with sqlite3.connect(p, timeout=busy_timeout_s) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 migrate(conn, p)
             conn.close()
             db = await aiosqlite.connect(p, timeout=busy_timeout_s)
+        except StoreError:  # damaged, a link, or a failed migration: says so itself
+            raise
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open database {p}: {exc}") from exc
         # FULL: a power cut after a commit loses nothing that was committed.
