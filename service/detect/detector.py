@@ -144,6 +144,7 @@ class Detector:
         self.env = FrameEnvelope(self.frame_n)
         self.base = Baseline(self.frame_s, p)
         self.seg = Segmenter(self.frame_s, p)
+        self.n_lookback = max(0, round(p.onset_lookback_s / self.frame_s))
         self.plm = PlmTracker(p)
         self.restless = RestlessTracker(p)
         self.presence = PresenceTracker(p)
@@ -335,7 +336,7 @@ class Detector:
         band = self.t_move.get(s.start * self.frame_n, s.end * self.frame_n)
         breath = self.t_breath.get(s.start * self.frame_n, s.end * self.frame_n)
         lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath)
-        start_s, end_s = self._t(s.start), self._t(s.end)
+        start_s, end_s = self._bounds_s(s, ratio)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
         if not lab.type:
             return [off_state]
@@ -355,6 +356,31 @@ class Detector:
         )
         moves.append(_Move(s.decided, at, lab.type, start_s, end_s, lab.intensity))
         return [self._pend(at, ORDER_MOVEMENT, ev), off_state]
+
+    def _bounds_s(self, s: Segment, ratio: np.ndarray) -> tuple[float, float]:
+        """A movement's physical start and end, seconds (see ``onset_lookback_s``, ``end_fraction``).
+
+        The segment runs from the first frame above ``k_on`` to the last above ``k_off``. The
+        start moves back over the frames just before it that are already above ``k_off`` (the
+        rise a slow onset spends under ``k_on``; at most ``onset_lookback_s``). The end moves
+        back to the last frame at or above ``end_fraction`` of the movement's peak (when that is
+        above ``k_off``): what follows is the band filters' ring-down and the tail of the decay,
+        not the movement.
+        """
+        p = self.params
+        start = s.start
+        look = self.f_ratio.get(max(0, s.start - self.n_lookback), s.start)
+        k = look.size
+        while k > 0 and look[k - 1] > p.onset_k:
+            k -= 1
+        start -= look.size - k
+        end = s.end
+        if ratio.size:
+            level = max(p.k_off, p.end_fraction * float(ratio.max()))
+            above = np.flatnonzero(ratio >= level)
+            if above.size:
+                end = s.start + int(above[-1]) + 1
+        return self._t(start), self._t(end)
 
     def _series(self, items: list[SeriesOut], at: int | None) -> list[Pending]:
         """Series events; ``at`` is the deciding movement's index, None for timeouts."""

@@ -30,6 +30,19 @@ class DetectorParams:
     k_off: float = param(1.5, "A movement ends after min_off_s below k_off x resting baseline.")
     min_off_s: float = param(0.5, "Seconds below k_off x baseline that end a movement (AASM: 0.5).")
     merge_gap_s: float = param(0.5, "Movements separated by less than this many seconds merge.")
+    onset_lookback_s: float = param(
+        0.5,
+        "A movement's reported start moves back over up to this many seconds of envelope already "
+        "above onset_k x baseline just before it crossed k_on (its rise).",
+    )
+    onset_k: float = param(
+        1.0, "... the frames moved over are those above onset_k x baseline (the resting heartbeat peak)."
+    )
+    end_fraction: float = param(
+        0.2,
+        "A movement's reported end is the last frame at or above this fraction of its peak (and "
+        "k_off): later frames are the band filters' ring-down and the decay's tail.",
+    )
     baseline_window_s: float = param(30.0, "Window of the robust resting baseline (median), seconds.")
     epoch_s: float = param(30.0, "Sleep/wake epoch length, seconds.")
     wake_bout_epochs: int = param(2, "Consecutive wake epochs that make an awakening.")
