@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,15 @@ import numpy as np
 
 from hardware.block import Block, SampleSource
 from service import __version__
-from service.commands import CommandError, MarkCommand, NightCommand, ProfileCommand, parse_command
+from service.commands import (
+    ButtonPress,
+    Command,
+    CommandError,
+    MarkCommand,
+    NightCommand,
+    ProfileCommand,
+    parse_command,
+)
 from service.config import Config, detector_params_for
 from service.detect import Detector
 from service.detect.types import MOVEMENT_TYPES, Epoch, Event, Output, State, Vitals
@@ -78,6 +87,12 @@ SESSION_TICK_S = 1.0
 #: Events found while no night is open are kept this long (stream seconds): a night that starts at
 #: a bed entry the detector decides a little later takes the movements since then (settling in).
 UNTRACKED_KEEP_S = 600.0
+#: Commands and button presses waiting to be applied, at most; more are dropped (a flood), logged
+#: at most once per COMMAND_DROP_LOG_S.
+MAX_QUEUED_COMMANDS = 1000
+COMMAND_DROP_LOG_S = 10.0
+#: On stop, the commands still queued are applied for at most this long; the rest are dropped (logged).
+COMMAND_DRAIN_S = 5.0
 
 
 class Daemon:
@@ -109,7 +124,15 @@ class Daemon:
         self._last_sample = 0.0
         self.dropped_samples = 0
         self.controls: Controls | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # MQTT commands and button presses, applied one at a time in arrival order by one task.
+        self._commands: asyncio.Queue[Command | ButtonPress | None] = asyncio.Queue(MAX_QUEUED_COMMANDS)
+        self._commands_task: asyncio.Task[None] | None = None
+        self._commands_closed = False
+        self._commands_abandon = False
+        self._commands_dropped = 0
+        self._command_drop_logged = float("-inf")
+        # Held while the session rules decide and their actions are carried out (see _decide).
+        self._session_lock = asyncio.Lock()
         self.profile = cfg.detector_params().profile
         self.live.profile = self.profile
         self.limiter = EventLimiter(burst=cfg.mqtt.event_burst, per_min=cfg.mqtt.events_per_min)
@@ -142,6 +165,7 @@ class Daemon:
         if self.cfg.mqtt.enabled:
             await self._step("MQTT link", self._start_mqtt, self._stop_mqtt)
         await self._step("night", self._begin_tracking, self._finish_tracking)
+        await self._step("commands", self._start_commands, self._stop_commands)
         if self.cfg.web.enabled:
             await self._step("dashboard", self._start_web, self._stop_web)
         if self.cfg.controls.button_pin is not None or self.cfg.controls.led_pin is not None:
@@ -178,8 +202,6 @@ class Daemon:
 
     async def _close_store(self) -> None:
         assert self.store is not None
-        if self._tasks:  # annotations still being written
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
 
     async def _begin_tracking(self) -> None:
@@ -257,7 +279,7 @@ class Daemon:
             logger.info("night %s stays open: it goes on if Bedside restarts within %s", self.night_id,
                         RESUME_WITHIN)  # fmt: skip
             return
-        await self._apply(self.sessions.command_stop(self._stream_now(), reason="daemon_stop"))
+        await self._decide(lambda: self.sessions.command_stop(self._stream_now(), reason="daemon_stop"))
 
     def _stream_dt(self, t_s: float) -> datetime:
         assert self._stream_start is not None
@@ -268,6 +290,16 @@ class Daemon:
         if self._stream_start is None or self._next_index is None:
             return utc_now()
         return self._stream_dt(self._next_index / self.source.rate_hz)
+
+    async def _decide(self, rule: Callable[[], list[Action]]) -> None:
+        """Ask the session rules (``rule`` calls the tracker) and carry out their answer as one step.
+
+        The pump (bed changes, the passing of time) and the command task (``cmd/night``, the button)
+        both come here; the session lock keeps another decision from running while a night is being
+        started or ended, so the tracker and ``night_id`` never disagree. Not re-entrant: nothing
+        that runs under it may come here again."""
+        async with self._session_lock:
+            await self._apply(rule())
 
     async def _apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -543,7 +575,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
 
         def on_button(action: str) -> None:  # gpiozero's thread: cross to the loop
-            loop.call_soon_threadsafe(self._on_button, action)
+            loop.call_soon_threadsafe(self._queue_command, ButtonPress(action))
 
         c = self.cfg.controls
         self.controls = Controls(
@@ -557,21 +589,95 @@ class Daemon:
         self.controls.close()
         self.controls = None
 
-    def _on_button(self, action: str) -> None:
+    async def _button_pressed(self, action: str) -> None:
+        """A short press marks a spasm; a long one says "I'm awake", or starts a night if none is open."""
         kind = {"mark": "spasm_mark", "awake": "awake_mark"}.get(action)
         if kind is None:
             logger.warning("unknown button action %r ignored", action)
             return
-        if action == "awake" and self.night_id is None and self._stream_start is not None:
-            # A long press with no night open starts one ("going to bed now").
-            self._spawn(self._apply(self.sessions.command_start(self._stream_now(), reason="button")))
-            return
-        self._spawn(self.annotate(kind, source="button"))
+        if action == "awake":
+            async with self._session_lock:
+                starts = self.night_id is None and self._stream_start is not None
+                if starts:  # "going to bed now"
+                    await self._apply(self.sessions.command_start(self._stream_now(), reason="button"))
+            if starts:
+                await self._publish_live(force=True)
+                return
+        await self.annotate(kind, source="button")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # ----- commands: one queue, one task --------------------------------------------------------
+    async def _start_commands(self) -> None:
+        self._commands_task = asyncio.create_task(self._run_commands(), name="commands")
+
+    async def _stop_commands(self) -> None:
+        """Apply what is queued for up to COMMAND_DRAIN_S, then drop the rest (logged); new ones are
+        refused from now on. A command being applied is always finished."""
+        assert self._commands_task is not None
+        self._commands_closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._commands.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._commands_task), COMMAND_DRAIN_S)
+        except TimeoutError:
+            self._commands_abandon = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._commands.put_nowait(None)  # wakes the task if it waits on an empty queue
+            await self._commands_task
+        left = sum(item is not None for item in self._drain_queue())
+        if left:
+            logger.warning("stopping: %d queued command(s) not applied", left)
+
+    def _drain_queue(self) -> list[Command | ButtonPress | None]:
+        items = []
+        while not self._commands.empty():
+            items.append(self._commands.get_nowait())
+        return items
+
+    async def _run_commands(self) -> None:
+        """The one consumer of the command queue: each command is applied whole before the next."""
+        while not self._commands_abandon:
+            item = await self._commands.get()
+            if item is None:
+                if self._commands_closed:
+                    return
+                continue
+            try:
+                await self._carry_out(item)
+            except Exception:  # a command must never take the daemon down, nor stop the queue
+                logger.exception("command %s failed; ignored", item)
+
+    def _queue_command(self, item: Command | ButtonPress) -> None:
+        """Queue a parsed command or a button press (on the loop); a full queue drops it (logged)."""
+        if self._commands_closed:
+            logger.info("%s ignored: Bedside is stopping", item)
+            return
+        try:
+            self._commands.put_nowait(item)
+        except asyncio.QueueFull:
+            self._commands_dropped += 1
+            now = time.monotonic()
+            if now - self._command_drop_logged >= COMMAND_DROP_LOG_S:
+                self._command_drop_logged = now
+                logger.warning(
+                    "commands arrive faster than they are applied: %d dropped so far (%d waiting)",
+                    self._commands_dropped, MAX_QUEUED_COMMANDS,
+                )  # fmt: skip
+
+    async def _carry_out(self, item: Command | ButtonPress) -> None:
+        if isinstance(item, ButtonPress):
+            await self._button_pressed(item.action)
+            return
+        logger.info("MQTT command: %s", item)
+        if isinstance(item, NightCommand):
+            if item.action == "start":
+                await self._decide(lambda: self.sessions.command_start(self._stream_now()))
+            else:
+                await self._decide(lambda: self.sessions.command_stop(self._stream_now()))
+            await self._publish_live(force=True)
+        elif isinstance(item, MarkCommand):
+            await self.annotate(item.kind, source="mqtt", note=item.note)
+        elif isinstance(item, ProfileCommand):
+            await self.set_profile(item.profile)
 
     async def annotate(self, kind: str, *, source: str, note: str = "") -> None:
         """Keep a user's mark on tonight ("that was a spasm", "I'm awake") as ground truth."""
@@ -655,7 +761,7 @@ class Daemon:
                 # run mode: each run is one night, which no session rule ends
                 if self.auto_sessions and t_s - self._last_tick_s >= SESSION_TICK_S:
                     self._last_tick_s = t_s
-                    await self._apply(self.sessions.tick(self._stream_dt(t_s)))
+                    await self._decide(functools.partial(self.sessions.tick, self._stream_dt(t_s)))
                 if self.detector.fault_open_s >= FAULT_OPEN_REPORT_S:
                     await self._fault_in_progress(t_s)
                 elif not self.live.sensor_ok:
@@ -675,9 +781,10 @@ class Daemon:
         self._stream_start = block.t0 - timedelta(seconds=block.index / block.rate_hz)
         self._ring = RawRing(block.rate_hz, RING_S)
         t0 = self._stream_dt(block.index / block.rate_hz)
-        t0 = await self._resume_or_close(t0)
-        if not self.auto_sessions:
-            await self._apply(self.sessions.command_start(t0, reason="daemon"))
+        async with self._session_lock:  # a command may be starting or ending a night meanwhile
+            t0 = await self._resume_or_close(t0)
+            if not self.auto_sessions:
+                await self._apply(self.sessions.command_start(t0, reason="daemon"))
         await self._publish_notice()
 
     async def _check_clock(self, block: Block) -> None:
@@ -690,17 +797,18 @@ class Daemon:
         if jump > CLOCK_JUMP_S:
             delta = timedelta(seconds=jump)
             logger.warning("wall clock jumped forward by %.0f s: stream times re-anchored", jump)
-            self._stream_start += delta
-            self.sessions.shift(delta)
-            if self.night_id is not None and self.night_started is not None:
-                assert self.store is not None
-                self.night_started += delta
-                await self.store.shift_night(
-                    self.night_id,
-                    iso_utc(self.night_started),
-                    self.rules.night_date(self.night_started).isoformat(),
-                    jump,
-                )
+            async with self._session_lock:  # the open night moves as one with the tracker
+                self._stream_start += delta
+                self.sessions.shift(delta)
+                if self.night_id is not None and self.night_started is not None:
+                    assert self.store is not None
+                    self.night_started += delta
+                    await self.store.shift_night(
+                        self.night_id,
+                        iso_utc(self.night_started),
+                        self.rules.night_date(self.night_started).isoformat(),
+                        jump,
+                    )
         elif jump < -CLOCK_JUMP_S and not self._clock_back_warned:
             self._clock_back_warned = True
             logger.warning("wall clock went back by %.0f s: stream times keep running forward", -jump)
@@ -794,7 +902,8 @@ class Daemon:
             elif isinstance(out, State):
                 flipped |= self._on_state(out)
                 if self.auto_sessions and out.in_bed is not None:
-                    await self._apply(self.sessions.bed(self._stream_dt(out.t_s), out.in_bed))
+                    bed = functools.partial(self.sessions.bed, self._stream_dt(out.t_s), out.in_bed)
+                    await self._decide(bed)
             elif isinstance(out, Epoch):
                 await self._on_epoch(out)
             elif isinstance(out, Vitals):
@@ -812,7 +921,8 @@ class Daemon:
             self._show_health()
             self._fault_until_s = max(self._fault_until_s, event.end_s + SENSOR_OK_AFTER_S)
         if event.type == "bed_entry" and self.auto_sessions and self.night_id is None:
-            await self._apply(self.sessions.bed(self._stream_dt(event.start_s), True))
+            # Never nested in _decide: the night _take_untracked (under the lock) feeds is already open.
+            await self._decide(lambda: self.sessions.bed(self._stream_dt(event.start_s), True))
         night_id = self.night_id or self._late_night(event)
         if night_id is None:
             self.untracked_events += 1
@@ -926,28 +1036,16 @@ class Daemon:
         self.live.mqtt_connected = connected
 
     def _on_command(self, name: str, payload: bytes) -> None:
-        """A message on ``cmd/<name>`` (on the loop). Bad ones are logged and ignored."""
+        """A message on ``cmd/<name>`` (on the loop): parsed now, queued to be applied in order.
+        Bad ones are logged and ignored."""
         try:
             command = parse_command(name, payload)
         except CommandError as exc:
             logger.warning("MQTT command on cmd/%s ignored: %s", name[:60], exc)
             return
-        logger.info("MQTT command: %s", command)
-        if isinstance(command, NightCommand):
-            now = self._stream_now()
-            actions = (
-                self.sessions.command_start(now)
-                if command.action == "start"
-                else self.sessions.command_stop(now)
-            )
-            self._spawn(self._apply(actions))
-            self._spawn(self._publish_live(force=True))
-        elif isinstance(command, MarkCommand):
-            self._spawn(self.annotate(command.kind, source="mqtt", note=command.note))
-        elif isinstance(command, ProfileCommand):
-            self.set_profile(command.profile)
+        self._queue_command(command)
 
-    def set_profile(self, profile: str) -> None:
+    async def set_profile(self, profile: str) -> None:
         """Switch the PLM rule profile; series that end from now on are labelled with it."""
         if profile == self.profile:
             return
@@ -955,7 +1053,7 @@ class Daemon:
         self.live.profile = profile
         if self.detector is not None:
             self.detector.set_profile(profile)
-        self._spawn(self._publish_live(force=True))
+        await self._publish_live(force=True)
 
 
 def _brief(summary: dict[str, Any]) -> str:

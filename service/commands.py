@@ -7,7 +7,14 @@
 | ``cmd/profile``  | ``aasm`` or ``wasm2016``                          | the PLM rule profile            |
 
 Anything else is a :class:`CommandError` naming the problem; the daemon logs it and ignores
-the message. No command deletes data.
+the message. No command deletes data. Text that JSON can carry but UTF-8 cannot (a lone UTF-16
+surrogate such as ``"\\ud800"``) is replaced by U+FFFD in every string field, so a note keeps the
+rest of its text and a kind, action or profile with one is refused as not one of the allowed words.
+A retained command is never applied (see ``service.mqtt``): it would be applied again at every
+reconnect.
+
+The daemon applies commands and the bedside button's presses (:class:`ButtonPress`) one at a
+time, in arrival order.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ MAX_PAYLOAD_BYTES: Final = 1024
 MAX_NOTE_CHARS: Final = 500
 PROFILES: Final = ("aasm", "wasm2016")
 _KIND = re.compile(r"^[a-z][a-z_]{0,31}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CommandError(BedsideError, ValueError):
@@ -51,7 +59,19 @@ class ProfileCommand:
     profile: str
 
 
+@dataclass(frozen=True, slots=True)
+class ButtonPress:
+    """The bedside button: ``"mark"`` (a short press) or ``"awake"`` (held)."""
+
+    action: str
+
+
 Command = NightCommand | MarkCommand | ProfileCommand
+
+
+def _text(value: str) -> str:
+    """``value`` with every lone UTF-16 surrogate (valid in JSON, not encodable as UTF-8) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value)
 
 
 def _text_or_field(payload: bytes, field: str) -> tuple[str, dict[str, object]]:
@@ -71,7 +91,7 @@ def _text_or_field(payload: bytes, field: str) -> tuple[str, dict[str, object]]:
         value = doc.get(field)
         if not isinstance(value, str):
             raise CommandError(f"JSON payload needs a string {field!r}")
-        return value.strip(), doc
+        return _text(value).strip(), doc
     return text, {}
 
 
@@ -93,7 +113,7 @@ def parse_command(name: str, payload: bytes) -> Command:
             raise CommandError("cmd/mark note must be a string")
         if len(note) > MAX_NOTE_CHARS:
             raise CommandError(f"cmd/mark note is over {MAX_NOTE_CHARS} characters")
-        return MarkCommand(kind, note)
+        return MarkCommand(kind, _text(note))
     if name == "profile":
         profile, _ = _text_or_field(payload, "profile")
         profile = profile.lower()

@@ -8,6 +8,13 @@ drain task publishes outbox rows in order (QoS 1) while connected and deletes a 
 the broker's PUBACK for it arrives. paho re-sends un-acknowledged QoS 1 messages itself after a
 reconnect; rows still in the outbox after a crash are published again at the next start, so a
 consumer may see an id twice and must drop duplicates by ``id``.
+
+Home Assistant's ``online`` on its status topic republishes the discovery configs, at most once per
+REDISCOVERY_INTERVAL_S and never while the previous republish is still unacknowledged: more
+``online`` messages in between are folded into one republish at the end of the interval, so a
+flood costs a few republishes and a log line each, not one per message. Retained messages on the
+command and status topics are ignored: the broker hands them out again at every reconnect (the
+discovery is announced at every connect anyway).
 """
 
 from __future__ import annotations
@@ -34,6 +41,12 @@ logger = logging.getLogger(__name__)
 
 #: Outbox messages handed to paho and not yet acknowledged, at most.
 MAX_IN_FLIGHT = 100
+#: Home Assistant's ``online`` republishes discovery at most this often (seconds).
+REDISCOVERY_INTERVAL_S = 5.0
+#: A republish whose messages are not all acknowledged yet delays the next one by this much (seconds).
+REDISCOVERY_RECHECK_S = 1.0
+#: Retained command topics remembered to log each once; past this many, no more lines.
+MAX_RETAINED_LOGGED = 64
 
 CommandHandler = Callable[[str, bytes], None]
 
@@ -75,6 +88,12 @@ class MqttLink:
         self._closing = False
         self._refusal_logged: str | None = None
         self.published = 0
+        self._last_rediscovery = float("-inf")  # loop time of the last republish
+        self._rediscovery: asyncio.TimerHandle | None = None  # a republish waiting for its turn
+        self._rediscovery_folded = 0  # ``online`` messages folded into the waiting republish
+        self._rediscovery_sent: list[mqtt.MQTTMessageInfo] = []
+        self._retained_logged: set[str] = set()
+        self.rediscoveries = 0
 
     # ----- lifecycle -------------------------------------------------------------------------
     def _build_client(self) -> mqtt.Client:
@@ -143,6 +162,9 @@ class MqttLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain_task
         await self._flush_acks()
+        if self._rediscovery is not None:
+            self._rediscovery.cancel()
+            self._rediscovery = None
         self._closing = True
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
@@ -208,15 +230,14 @@ class MqttLink:
         self._announce(client)
         self._call(self._connected)
 
-    def _announce(self, client: mqtt.Client) -> None:
+    def _announce(self, client: mqtt.Client) -> list[mqtt.MQTTMessageInfo]:
         """Discovery configs, then ``online``, then the retained documents (any thread)."""
-        for topic, text in self._discovery:
-            client.publish(topic, text, qos=1, retain=True)
-        client.publish(self.topics.availability, "online", qos=1, retain=True)
+        sent = [client.publish(topic, text, qos=1, retain=True) for topic, text in self._discovery]
+        sent.append(client.publish(self.topics.availability, "online", qos=1, retain=True))
         with self._retained_lock:
             retained = list(self._retained.items())
-        for topic, text in retained:
-            client.publish(topic, text, qos=1, retain=True)
+        sent += [client.publish(topic, text, qos=1, retain=True) for topic, text in retained]
+        return sent
 
     def _paho_on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._call(self._unreachable)
@@ -232,7 +253,7 @@ class MqttLink:
         self._call(self._ack, mid)
 
     def _paho_on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._call(self._message, msg.topic, bytes(msg.payload))
+        self._call(self._message, msg.topic, bytes(msg.payload), bool(msg.retain))
 
     # ----- the same events on the asyncio loop -------------------------------------------------
     def _refused(self, reason: str) -> None:
@@ -259,6 +280,13 @@ class MqttLink:
     def _connected(self) -> None:
         self.connected = True
         self._refusal_logged = None
+        # The connect announced the unit: a republish still waiting is covered by it.
+        self._last_rediscovery = asyncio.get_running_loop().time()
+        self._rediscovery_sent = []
+        if self._rediscovery is not None:
+            self._rediscovery.cancel()
+            self._rediscovery = None
+            self._rediscovery_folded = 0
         logger.info("MQTT: connected to %s:%d", self._cfg.host, self._cfg.port)
         if self._on_connection_change:
             self._on_connection_change(True)
@@ -277,15 +305,65 @@ class MqttLink:
             self._acked.append(seq)
             self._wake.set()
 
-    def _message(self, topic: str, payload: bytes) -> None:
+    def _message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic == self.topics.ha_status:
-            if payload.strip() == b"online" and self._client is not None:
-                logger.info("MQTT: Home Assistant is online; announcing the unit again")
-                self._announce(self._client)
+            # A retained ``online`` comes with every (re)subscribe, right after the connect announced.
+            if payload.strip() == b"online" and not retained:
+                self._home_assistant_online()
             return
         prefix = self.topics.root + "/cmd/"
+        if retained and topic.startswith(prefix):
+            if topic not in self._retained_logged and len(self._retained_logged) < MAX_RETAINED_LOGGED:
+                self._retained_logged.add(topic)
+                logger.warning(
+                    "MQTT: retained message on %s ignored (commands are never retained: it would be "
+                    "applied again at every reconnect; clear it with an empty retained message)",
+                    topic[:120],
+                )
+            return
         if topic.startswith(prefix) and self._on_command is not None:
             try:
                 self._on_command(topic[len(prefix) :], payload)
             except Exception:  # a bad command must never take the daemon down
                 logger.exception("MQTT: command on %s failed; ignored", topic)
+
+    # ----- Home Assistant's rediscovery (on the loop) ----------------------------------------------
+    def _home_assistant_online(self) -> None:
+        """Home Assistant announced ``online``: republish discovery now, or fold into the waiting one."""
+        if self._rediscovery is not None:
+            self._rediscovery_folded += 1
+            return
+        loop = asyncio.get_running_loop()
+        wait_s = self._last_rediscovery + REDISCOVERY_INTERVAL_S - loop.time()
+        if wait_s > 0 or self._rediscovery_busy():
+            self._rediscovery_folded = 1
+            self._rediscovery = loop.call_later(max(wait_s, REDISCOVERY_RECHECK_S), self._rediscover)
+            return
+        self._rediscover()
+
+    def _rediscovery_busy(self) -> bool:
+        """Whether messages of the last republish still wait for the broker's acknowledgement."""
+        return self.connected and any(
+            info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published()
+            for info in self._rediscovery_sent
+        )
+
+    def _rediscover(self) -> None:
+        self._rediscovery = None
+        if self._client is None or self._closing or not self.connected:
+            self._rediscovery_folded = 0  # the next connect announces the unit anyway
+            return
+        if self._rediscovery_busy():
+            loop = asyncio.get_running_loop()
+            self._rediscovery = loop.call_later(REDISCOVERY_RECHECK_S, self._rediscover)
+            return
+        folded, self._rediscovery_folded = self._rediscovery_folded, 0
+        logger.info(
+            "MQTT: Home Assistant is online; announcing the unit again%s",
+            f" ({folded} 'online' message(s) since the last announcement folded into this one)"
+            if folded > 1
+            else "",
+        )
+        self._last_rediscovery = asyncio.get_running_loop().time()
+        self._rediscovery_sent = self._announce(self._client)
+        self.rediscoveries += 1
