@@ -6,7 +6,6 @@ import logging
 import os
 import secrets
 import sqlite3
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,12 @@ from web import security
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "./var/bedside.sqlite3"
+
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body the app reads (413 beyond): the biggest real one, a check-in note of
+2,000 characters, is under 24 KiB even with every character a JSON escape. Checked before the
+body is parsed, so a huge POST (even to /login, before any login) costs no memory. ``web.serve``
+also has waitress refuse bodies over ``MAX_BODY_BYTES_SERVER`` before buffering them."""
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
@@ -40,8 +45,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     available, 2000), ``STALE_AFTER_S`` (live state older than this is flagged, 30),
     ``STREAM_TICK_S`` (how often the live stream looks at the database, 1.0),
     ``STREAM_MAX_S`` (a stream ends after this and the browser reconnects, 300; frees the
-    server thread), ``LOGIN_MAX_FAILURES`` / ``LOGIN_WINDOW_S`` (5 per 60 s). ``test_config``
-    overrides all of them.
+    server thread), ``STREAM_MAX_PER_CLIENT`` / ``STREAM_MAX_TOTAL`` (open live streams per
+    client address and in all, 3 and 6: web.stream), ``LOGIN_MAX_FAILURES`` /
+    ``LOGIN_MAX_FAILURES_TOTAL`` / ``LOGIN_WINDOW_S`` (5 per address and 20 in all per 60 s),
+    ``SESSION_IDLE_S`` / ``SESSION_MAX_S`` (7 and 30 days: web.security), ``MAX_CONTENT_LENGTH``
+    (largest request body, 64 KiB; more gets 413), ``LISTEN_HOST`` / ``ALLOWED_HOSTS`` (the
+    names the dashboard answers to besides addresses and its host name: web.access).
+    ``test_config`` overrides all of them.
     """
     app = Flask(__name__)
     app.config.from_mapping(
@@ -52,7 +62,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         STALE_AFTER_S=30.0,
         STREAM_TICK_S=1.0,
         STREAM_MAX_S=300.0,
-        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
@@ -68,12 +79,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         "required" if app.config["LOGIN_REQUIRED"] else "not required (loopback)",
     )
 
-    from web import api, dashboard, db, display, stream, userdb
+    from web import access, api, dashboard, db, display, stream, userdb
+    from web.inputs import Int64Converter
 
+    app.url_map.converters["id64"] = Int64Converter
     db.init_app(app)
     userdb.init_app(app)
     display.init_app(app)
     security.init_app(app)
+    access.init_app(app)  # first of the before_request checks: Host, then Origin
+    stream.init_app(app)
     api.init_app(app)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)

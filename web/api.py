@@ -18,7 +18,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request, session
+from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound, ServiceUnavailable
@@ -38,7 +38,8 @@ from service.history.user_data import (
 from service.timefmt import iso_utc, utc_now
 from web import history, queries, snippets, status_info
 from web.db import database_status, get_db
-from web.security import csrf_token
+from web.inputs import BadInput, clean_json, parse_int
+from web.security import csrf_token, session_is_current
 from web.userdb import get_user_db
 
 logger = logging.getLogger(__name__)
@@ -51,12 +52,8 @@ DEFAULT_EVENTS_LIMIT = 500
 DEFAULT_NIGHTS_LIMIT = 100
 
 
-class BadParameter(BadRequest):
+class BadParameter(BadInput):
     """A query parameter that is missing, malformed or out of range; names the parameter."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(description=f"{parameter}: {message}")
-        self.parameter = parameter
 
 
 class UnknownNight(NotFound):
@@ -86,13 +83,7 @@ def parse_limit(args: MultiDict[str, str], default: int) -> int:
     text = _single(args, "limit")
     if text is None:
         return default
-    try:
-        limit = int(text)
-    except ValueError:
-        raise BadParameter("limit", f"must be an integer, got {text!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadParameter("limit", f"must be from 1 to {MAX_LIMIT}, got {limit}")
-    return limit
+    return parse_int(text, "limit", 1, MAX_LIMIT)
 
 
 def parse_since(args: MultiDict[str, str]) -> str | None:
@@ -218,8 +209,9 @@ def _user_error(exc: UserDataError) -> ResponseReturnValue:
 
 
 def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-    """The request's JSON object; 400 naming the problem if it is not one or has unknown fields."""
-    body = request.get_json(silent=True)
+    """The request's JSON object, its text cleaned (``web.inputs.clean_text``); 400 naming the
+    problem if it is not one or has unknown fields. A body over ``MAX_CONTENT_LENGTH`` is a 413."""
+    body = clean_json(request.get_json(silent=True))
     if not isinstance(body, dict):
         raise BadBody("body", "must be a JSON object (Content-Type: application/json)")
     for name in body:
@@ -244,7 +236,7 @@ def session_info() -> ResponseReturnValue:
     check_known(request.args, set())
     return jsonify(
         login_required=bool(current_app.config["LOGIN_REQUIRED"]),
-        logged_in=session.get("logged_in") is True,
+        logged_in=session_is_current(),
         csrf_token=csrf_token(),
     )
 
@@ -323,7 +315,7 @@ def add_tag_route() -> ResponseReturnValue:
     return jsonify(id=tag_id, night_date=body["night_date"], tag=body["tag"]), 201
 
 
-@bp.delete("/tags/<int:tag_id>")
+@bp.delete('/tags/<id64(field="tag_id"):tag_id>')
 def remove_tag_route(tag_id: int) -> ResponseReturnValue:
     """Remove a tag; 404 if there is no such tag."""
     if not remove_tag(get_user_db(), tag_id):

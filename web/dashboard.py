@@ -37,6 +37,7 @@ from service.history.user_data import (
 from service.timefmt import iso_utc, utc_now
 from web import charts, display, history, queries, snippets, status_info
 from web.db import get_db
+from web.inputs import BadInput, clean_text, parse_int
 from web.userdb import get_user_db
 
 logger = logging.getLogger(__name__)
@@ -150,9 +151,7 @@ def _event_page(events: list[dict[str, Any]], chosen: dict[str, Any] | None) -> 
         if chosen is None:
             return 1, pages
         return events.index(chosen) // NIGHT_EVENTS_PAGE + 1, pages
-    if not text.isdigit() or not 1 <= int(text) <= pages:
-        raise BadRequest(description=f"page: must be a whole number from 1 to {pages}, got {text!r}")
-    return int(text), pages
+    return parse_int(text, "page", 1, pages), pages
 
 
 def _render_night(
@@ -212,11 +211,11 @@ def relabel_form(night_id: str) -> ResponseReturnValue:
     data = None if conn is None else load_night(conn, night_id)
     if conn is None or data is None:
         raise NotFound(description=f"no night with id {night_id!r}")
-    event_id = request.form.get("event_id", "")
+    event_id = _form_text("event_id")
     if not any(e["id"] == event_id for e in data.events):
         raise BadRequest(description=f"event_id: night {night_id!r} has no event {event_id!r}")
     try:
-        relabel(get_user_db(), event_id, request.form.get("label", ""), source="web")
+        relabel(get_user_db(), event_id, _form_text("label"), source="web")
     except UserDataError as exc:
         return _render_night(conn, data, event_id, error=str(exc))
     return redirect(url_for("dashboard.night", night_id=night_id, event=event_id, saved=1) + "#event")
@@ -266,13 +265,19 @@ def _default_date() -> str:
     return (date.today() - timedelta(days=1)).isoformat()
 
 
+def _form_text(field: str) -> str:
+    """A form field's text, cleaned (``web.inputs.clean_text``); empty when absent."""
+    return clean_text(request.form.get(field, ""))
+
+
 def _scale(field: str) -> int | None:
-    text = request.form.get(field, "").strip()
+    text = _form_text(field).strip()
     if not text:
         return None
-    if not text.isdigit():
-        raise UserDataError(f"{field} must be a whole number from 1 to 5, got {text!r}")
-    return int(text)
+    try:
+        return parse_int(text, field, 1, 5)
+    except BadInput:
+        raise UserDataError(f"{field} must be a whole number from 1 to 5, got {text!r}") from None
 
 
 def _render_checkin(night_date: str, error: str | None = None, status: int = 200) -> ResponseReturnValue:
@@ -306,14 +311,14 @@ def checkin() -> ResponseReturnValue:
 @bp.post("/checkin")
 def checkin_post() -> ResponseReturnValue:
     """Save the check-in form."""
-    night_date = request.form.get("night_date", "")
+    night_date = _form_text("night_date")
     try:
         set_checkin(
             get_user_db(),
             night_date,
             sleep_quality=_scale("sleep_quality"),
             spasm_severity=_scale("spasm_severity"),
-            note=request.form.get("note", ""),
+            note=_form_text("note"),
         )
     except UserDataError as exc:
         return _render_checkin(night_date if _is_date(night_date) else _default_date(), str(exc), 400)
@@ -331,14 +336,14 @@ def _is_date(text: str) -> bool:
 @bp.post("/checkin/tags")
 def add_tag_form() -> ResponseReturnValue:
     """Add a tag to a night date."""
-    night_date = request.form.get("night_date", "")
+    night_date = _form_text("night_date")
     try:
         add_tag(
             get_user_db(),
             night_date,
-            request.form.get("tag", ""),
-            detail=request.form.get("detail", ""),
-            at_local=request.form.get("at_local") or None,
+            _form_text("tag"),
+            detail=_form_text("detail"),
+            at_local=_form_text("at_local") or None,
             source="web",
         )
     except UserDataError as exc:
@@ -346,10 +351,10 @@ def add_tag_form() -> ResponseReturnValue:
     return redirect(url_for("dashboard.checkin", date=night_date, saved=1))
 
 
-@bp.post("/checkin/tags/<int:tag_id>/remove")
+@bp.post('/checkin/tags/<id64(field="tag_id"):tag_id>/remove')
 def remove_tag_form(tag_id: int) -> ResponseReturnValue:
     """Remove a tag; back to the check-in page of its date."""
-    night_date = request.form.get("night_date", "")
+    night_date = _form_text("night_date")
     if not remove_tag(get_user_db(), tag_id):
         raise NotFound(description=f"no tag with id {tag_id}")
     return redirect(url_for("dashboard.checkin", date=night_date if _is_date(night_date) else None))
@@ -387,13 +392,11 @@ def export_report() -> ResponseReturnValue:
     report = _report_module()
     if report is None:
         abort(404, description="the report is not available in this version")
-    text = request.args.get("last", "14")
-    if not text.isdigit() or not 1 <= int(text) <= 366:
-        raise BadRequest(description=f"last: must be a whole number of nights from 1 to 366, got {text!r}")
+    last = parse_int(request.args.get("last", "14"), "last", 1, 366)
     conn = get_db()
     if conn is None:
         raise NotFound(description="no data yet: the monitor has not recorded a night")
-    body = report.render_report(conn, last=int(text))
+    body = report.render_report(conn, last=last)
     mimetype = "text/html" if body.lstrip().startswith("<") else "text/plain"
     return Response(body, mimetype=mimetype)
 

@@ -14,13 +14,23 @@ The model (docs/dashboard.md has it in words):
   too, where no login is needed (a web page elsewhere must not be able to write through a
   browser on the Pi).
 - Failed logins are counted per client address: ``LOGIN_MAX_FAILURES`` (5) within
-  ``LOGIN_WINDOW_S`` (60 s) and further attempts get 429 until the window has passed.
+  ``LOGIN_WINDOW_S`` (60 s) and further attempts get 429 until the window has passed; and from
+  all addresses together, ``LOGIN_MAX_FAILURES_TOTAL`` (20) in the same window. An attempt is
+  counted before its password is checked (check and count are one step under a lock), so
+  simultaneous guesses cannot get more checks than the limit; a right password gives it back.
+- A login is a session id (``sid``), the login time and a fingerprint of the current password
+  hash in the signed cookie. Logout revokes the id (``web.sessions``, kept beside the database);
+  a new password (``bedside set-password``) changes the fingerprint: either way an old cookie
+  gets the login page. Sessions end after ``SESSION_IDLE_S`` (7 days) unused and
+  ``SESSION_MAX_S`` (30 days) after login. The cookie is ``Secure`` when the request came over
+  https (a local TLS proxy's ``X-Forwarded-Proto``) or ``SESSION_COOKIE_SECURE`` says so.
 - The session key comes from ``$BEDSIDE_SECRET_KEY`` or a random key kept 0600 in
   ``web-secret-key`` beside the database, so sessions survive a restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -29,12 +39,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, Forbidden
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from web.inputs import safe_next
+from web.sessions import REVOKED_FILE_NAME, RevokedSessions
 
 logger = logging.getLogger(__name__)
 
@@ -136,44 +151,77 @@ def load_secret_key(database: str | Path) -> str | None:
 
 
 class LoginLimiter:
-    """Failed logins per client address in a sliding window; thread-safe (waitress threads)."""
+    """Failed logins per client address and in total, in a sliding window; thread-safe.
+
+    ``reserve`` checks and counts in one step under the lock: the attempt counts as a failure
+    while its password is checked (scrypt takes a while, and waitress runs several requests at
+    once), and ``succeeded`` gives it back. ``failed`` counts a failure directly.
+    """
 
     def __init__(
-        self, max_failures: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        max_failures: int = 5,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_total_failures: int = 20,
     ) -> None:
         self.max_failures = max_failures
+        self.max_total_failures = max_total_failures
         self.window_s = window_s
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._total: deque[tuple[float, str]] = deque()
         self._lock = threading.Lock()
 
     def _recent(self, client: str, now: float) -> deque[float]:
         times = self._failures.setdefault(client, deque())
         while times and now - times[0] >= self.window_s:
             times.popleft()
+        while self._total and now - self._total[0][0] >= self.window_s:
+            self._total.popleft()
         return times
 
+    def _wait_s(self, client: str, now: float) -> float:
+        times = self._recent(client, now)
+        waits = [0.0]
+        if len(times) >= self.max_failures:
+            waits.append(self.window_s - (now - times[0]))
+        if len(self._total) >= self.max_total_failures:
+            waits.append(self.window_s - (now - self._total[0][0]))
+        if not times:
+            self._failures.pop(client, None)
+        return max(waits)
+
     def retry_after_s(self, client: str) -> float:
-        """0 if ``client`` may try now, else the seconds until its oldest counted failure expires."""
+        """0 if ``client`` may try now, else the seconds until a counted failure expires."""
+        with self._lock:
+            return self._wait_s(client, self._clock())
+
+    def reserve(self, client: str) -> float:
+        """0 and the attempt counted as a failure (until ``succeeded``), or the seconds to wait."""
         with self._lock:
             now = self._clock()
-            times = self._recent(client, now)
-            if len(times) < self.max_failures:
-                if not times:
-                    self._failures.pop(client, None)
-                return 0.0
-            return max(0.0, self.window_s - (now - times[0]))
+            wait_s = self._wait_s(client, now)
+            if wait_s <= 0:
+                self._failures.setdefault(client, deque()).append(now)
+                self._total.append((now, client))
+            return wait_s
 
     def failed(self, client: str) -> None:
         """Count one failed attempt."""
         with self._lock:
             now = self._clock()
             self._recent(client, now).append(now)
+            self._total.append((now, client))
 
     def succeeded(self, client: str) -> None:
-        """Forget the client's failures."""
+        """Forget the client's failures (its reserved attempt included); give back its slot in the total."""
         with self._lock:
-            self._failures.pop(client, None)
+            if self._failures.pop(client, None):
+                for i in range(len(self._total) - 1, -1, -1):
+                    if self._total[i][1] == client:
+                        del self._total[i]
+                        break
 
 
 def csrf_token() -> str:
@@ -194,9 +242,37 @@ def _check_csrf() -> None:
         raise CSRFInvalid()
 
 
+def password_fingerprint(stored_hash: str) -> str:
+    """A keyed digest of the password hash, kept in the session: a new password ends old sessions."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, stored_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def revoked_sessions() -> RevokedSessions:
+    """The app's list of logged-out session ids."""
+    revoked: RevokedSessions = current_app.extensions["bedside_revoked_sessions"]
+    return revoked
+
+
+def session_is_current() -> bool:
+    """A logged-in session that is not revoked, not too old, and from the current password."""
+    if session.get("logged_in") is not True:
+        return False
+    sid, login_at, fingerprint = session.get("sid"), session.get("login_at"), session.get("pw")
+    if not isinstance(sid, str) or not isinstance(login_at, (int, float)) or not isinstance(fingerprint, str):
+        return False
+    revoked = revoked_sessions()
+    if login_at < revoked.not_before or time.time() - login_at > float(current_app.config["SESSION_MAX_S"]):
+        return False
+    if revoked.is_revoked(sid):
+        return False
+    stored = password_hash()
+    return stored is not None and hmac.compare_digest(fingerprint, password_fingerprint(stored))
+
+
 def logged_in() -> bool:
-    """Whether this request may see the dashboard: login not required, or a logged-in session."""
-    return not current_app.config["LOGIN_REQUIRED"] or session.get("logged_in") is True
+    """Whether this request may see the dashboard: login not required, or a current logged-in session."""
+    return not current_app.config["LOGIN_REQUIRED"] or session_is_current()
 
 
 def password_hash() -> str | None:
@@ -230,10 +306,8 @@ def _gate() -> ResponseReturnValue | None:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site (no scheme, no ``//host``) may be the page after login."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("dashboard.tonight")
+    """The page after login: ``target`` if a path on this site (``web.inputs.safe_next``), else Tonight."""
+    return safe_next(target) or url_for("dashboard.tonight")
 
 
 def _client() -> str:
@@ -247,22 +321,21 @@ def login() -> ResponseReturnValue:
     stored = password_hash()
     next_page = _safe_next(request.values.get("next"))
     if request.method == "GET":
-        if not required or session.get("logged_in") is True:
+        if not required or session_is_current():
             return redirect(next_page)
         return render_template("login.html", needs_setup=stored is None, next_page=next_page, error=None)
     limiter: LoginLimiter = current_app.extensions["bedside_login_limiter"]
     client = _client()
-    wait_s = limiter.retry_after_s(client)
+    if stored is None:
+        return render_template("login.html", needs_setup=True, next_page=next_page, error=None), 503
+    wait_s = limiter.reserve(client)  # counted as a failure until the password is found right
     if wait_s > 0:
         logger.warning("login from %s refused: too many failed attempts", client)
         message = f"too many failed logins; try again in {wait_s:.0f} s"
         response = render_template("login.html", needs_setup=False, next_page=next_page, error=message)
         return response, 429, {"Retry-After": str(int(wait_s) + 1)}
-    if stored is None:
-        return render_template("login.html", needs_setup=True, next_page=next_page, error=None), 503
     password = request.form.get("password", "")
     if not password or not check_password_hash(stored, password):
-        limiter.failed(client)
         logger.warning("failed login from %s", client)
         error = "wrong password" if password else "password: enter the password"
         page = render_template("login.html", needs_setup=False, next_page=next_page, error=error)
@@ -270,6 +343,9 @@ def login() -> ResponseReturnValue:
     limiter.succeeded(client)
     session.clear()
     session["logged_in"] = True
+    session["sid"] = secrets.token_urlsafe(16)
+    session["login_at"] = int(time.time())
+    session["pw"] = password_fingerprint(stored)
     session.permanent = True
     csrf_token()
     logger.info("login from %s", client)
@@ -278,7 +354,14 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session (POST with the CSRF token, so another site cannot log you out)."""
+    """End the session (POST with the CSRF token, so another site cannot log you out).
+
+    The session id is revoked server-side, so a copy of the old cookie no longer logs in.
+    """
+    sid, login_at = session.get("sid"), session.get("login_at")
+    if isinstance(sid, str) and isinstance(login_at, (int, float)):
+        revoked_sessions().revoke(sid, until=login_at + float(current_app.config["SESSION_MAX_S"]))
+        logger.info("logout from %s", _client())
     session.clear()
     return redirect(url_for("auth.login") if current_app.config["LOGIN_REQUIRED"] else "/")
 
@@ -292,14 +375,35 @@ def _password_file_error(exc: PasswordError) -> ResponseReturnValue:
     return render_template("error.html", code=503, title="Login unavailable", message=message), 503
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, ``Secure`` whenever this request came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+
 def init_app(app: Flask) -> None:
-    """Install the gate, the limiter, the ``csrf_token`` template global and cookie settings."""
+    """Install the gate, the limiter, the revocation list, the ``csrf_token`` global and cookie settings."""
     app.config.setdefault("LOGIN_MAX_FAILURES", 5)
+    app.config.setdefault("LOGIN_MAX_FAILURES_TOTAL", 20)
     app.config.setdefault("LOGIN_WINDOW_S", 60.0)
-    app.extensions["bedside_login_limiter"] = LoginLimiter(
-        int(app.config["LOGIN_MAX_FAILURES"]), float(app.config["LOGIN_WINDOW_S"])
+    app.config.setdefault("SESSION_IDLE_S", 7 * 24 * 3600.0)
+    app.config.setdefault("SESSION_MAX_S", 30 * 24 * 3600.0)
+    app.config.setdefault(
+        "REVOKED_SESSIONS_FILE", str(Path(app.config["DATABASE"]).resolve().parent / REVOKED_FILE_NAME)
     )
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.extensions["bedside_login_limiter"] = LoginLimiter(
+        int(app.config["LOGIN_MAX_FAILURES"]),
+        float(app.config["LOGIN_WINDOW_S"]),
+        max_total_failures=int(app.config["LOGIN_MAX_FAILURES_TOTAL"]),
+    )
+    app.extensions["bedside_revoked_sessions"] = RevokedSessions(app.config["REVOKED_SESSIONS_FILE"])
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=float(app.config["SESSION_IDLE_S"])),
+    )
+    app.session_interface = SessionInterface()
     app.before_request(_gate)
     app.register_error_handler(PasswordError, _password_file_error)
     app.jinja_env.globals["csrf_token"] = csrf_token

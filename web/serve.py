@@ -24,8 +24,31 @@ from web import create_app
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THREADS = 8
-"""Waitress worker threads; each request and each open live stream (Tonight) holds one."""
+DEFAULT_THREADS = 12
+"""Waitress worker threads; each request and each open live stream (Tonight) holds one. At most
+``STREAM_MAX_TOTAL`` (6) streams are open at once (web.stream), so 6 are always left for pages."""
+
+MAX_BODY_BYTES_SERVER = 1024 * 1024
+"""Waitress refuses a request body larger than this (413) before reading it. Above the app's own
+``MAX_CONTENT_LENGTH`` (64 KiB), so a body between the two gets the app's JSON 413 under /api/."""
+
+WAITRESS_SETTINGS: dict[str, Any] = {
+    "ident": "bedside",
+    "max_request_body_size": MAX_BODY_BYTES_SERVER,
+    # Half-open and idle connections are closed after 20 s without a byte (checked every 5 s);
+    # waitress's 120 s let 100 idle sockets lock everyone out for minutes. A live stream is not
+    # idle: it is a request in progress, which this never cuts.
+    "channel_timeout": 20,
+    "cleanup_interval": 5,
+    # Waitress stops accepting at this many open connections (its default 100 was reached by
+    # 101 idle sockets); each costs a file descriptor and a few KiB.
+    "connection_limit": 500,
+    # A TLS proxy on this machine may say the request came over https (the cookie is then Secure).
+    "trusted_proxy": "127.0.0.1",
+    "trusted_proxy_headers": {"x-forwarded-proto"},
+    "trusted_proxy_count": 1,
+}
+"""Waitress settings for both ``serve`` and ``start_in_thread``."""
 
 
 def serve(
@@ -37,6 +60,7 @@ def serve(
     require_login: bool = False,
     password_file: str | None = None,
     parent_pid: int | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> None:
     """Serve the dashboard for ``database`` on ``host:port`` until interrupted (blocks).
 
@@ -46,15 +70,23 @@ def serve(
     ``host`` defaults to loopback, where no login is needed; any other address (``0.0.0.0``
     to reach it from a phone on the LAN) requires the password (``bedside set-password``), as
     does ``require_login``. Until a password is set such a server shows only the login page,
-    which says how to set one.
+    which says how to set one. ``allowed_hosts``: names to answer to besides addresses,
+    loopback and this machine's names (web.access).
     """
     app = create_app(
-        app_config(database, host, unit_id, require_login=require_login, password_file=password_file)
+        app_config(
+            database,
+            host,
+            unit_id,
+            require_login=require_login,
+            password_file=password_file,
+            allowed_hosts=allowed_hosts,
+        )
     )
     logger.info("serving Bedside web on %s:%d", host, port)
     if parent_pid is not None:
         threading.Thread(target=_stop_when_orphaned, args=(parent_pid,), daemon=True).start()
-    waitress.serve(app, host=host, port=port, threads=DEFAULT_THREADS, ident="bedside")
+    waitress.serve(app, host=host, port=port, threads=DEFAULT_THREADS, **WAITRESS_SETTINGS)
 
 
 def _stop_when_orphaned(parent_pid: int, every_s: float = 1.0) -> None:
@@ -73,12 +105,15 @@ def app_config(
     *,
     require_login: bool = False,
     password_file: str | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> dict[str, Any]:
     """The app's config for serving on ``host``: the login is required unless ``host`` is loopback."""
     config: dict[str, Any] = {
         "DATABASE": database,
         "UNIT_ID": unit_id,
         "LOGIN_REQUIRED": require_login or not is_loopback(host),
+        "LISTEN_HOST": host,
+        "ALLOWED_HOSTS": list(allowed_hosts or []),
     }
     if password_file:
         config["PASSWORD_FILE"] = password_file
@@ -180,7 +215,7 @@ def start_in_thread(
     (``127.0.0.1``, ``::1``, ``0.0.0.0``), not a name that resolves to several: waitress would
     open one socket per address. Raises ``OSError`` if the port is taken.
     """
-    server = waitress.create_server(app, host=host, port=port, threads=threads, ident="bedside")
+    server = waitress.create_server(app, host=host, port=port, threads=threads, **WAITRESS_SETTINGS)
     if not isinstance(server, BaseWSGIServer):
         server.close()
         raise ValueError(f"host {host!r} resolves to several addresses; give one address")

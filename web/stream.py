@@ -7,6 +7,11 @@ least every ``HEARTBEAT_S`` so the page's "updated N s ago" keeps counting while
 stopped. A stream ends after ``STREAM_MAX_S`` with a ``retry`` hint: the browser reconnects,
 and a waitress thread is never held for ever. The generator opens its own read-only
 connection per look, so no database handle outlives a tick.
+
+Each open stream holds a waitress thread, so they are bounded: ``STREAM_MAX_PER_CLIENT`` (3) per
+client address get 429, beyond ``STREAM_MAX_TOTAL`` (6) in all 503, both JSON with
+``Retry-After``; ``web.serve`` runs more threads than that, so pages and ``/healthz`` always
+have some. The Tonight page falls back to polling the JSON API when its stream is refused.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from web import queries
@@ -32,6 +38,39 @@ bp = Blueprint("stream", __name__, url_prefix="/api")
 HEARTBEAT_S = 5.0
 STREAM_EVENTS = 50
 RETRY_MS = 1000
+REFUSED_RETRY_AFTER_S = 30
+
+
+class StreamSlots:
+    """Open live streams per client address and in all; ``take`` and ``give_back`` are thread-safe."""
+
+    def __init__(self, per_client: int, total: int) -> None:
+        self.per_client = per_client
+        self.total = total
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> str | None:
+        """None when a slot was taken for ``client``, else why not (``"client"`` or ``"total"``)."""
+        with self._lock:
+            if self._open.get(client, 0) >= self.per_client:
+                return "client"
+            if sum(self._open.values()) >= self.total:
+                return "total"
+            self._open[client] = self._open.get(client, 0) + 1
+            return None
+
+    def give_back(self, client: str) -> None:
+        with self._lock:
+            left = self._open.get(client, 0) - 1
+            if left > 0:
+                self._open[client] = left
+            else:
+                self._open.pop(client, None)
+
+    def open_count(self) -> int:
+        with self._lock:
+            return sum(self._open.values())
 
 
 def snapshot(database: str, unit_id: str) -> dict[str, Any]:
@@ -90,10 +129,41 @@ def stream() -> ResponseReturnValue:
 
     check_known(request.args, set())
     config = current_app.config
+    slots: StreamSlots = current_app.extensions["bedside_stream_slots"]
+    client = request.remote_addr or "unknown"
+    refused = slots.take(client)
+    if refused is not None:
+        if refused == "client":
+            message = (
+                f"too many live streams from {client} (at most {slots.per_client}): close a Tonight page"
+            )
+            status = 429
+        else:
+            message = f"the dashboard serves at most {slots.total} live streams at once; try again shortly"
+            status = 503
+        logger.warning("live stream for %s refused: %s", client, message)
+        return jsonify(error=message), status, {"Retry-After": str(REFUSED_RETRY_AFTER_S)}
+    released = threading.Event()
+
+    def give_back() -> None:
+        if not released.is_set():  # close() may be called more than once
+            released.set()
+            slots.give_back(client)
+
     body = messages(
         config["DATABASE"], config["UNIT_ID"], float(config["STREAM_TICK_S"]), float(config["STREAM_MAX_S"])
     )
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
+    response.call_on_close(give_back)  # waitress closes the body when the stream ends or the client goes
     return response
+
+
+def init_app(app: Flask) -> None:
+    """Set up the stream bounds (``STREAM_MAX_PER_CLIENT``, ``STREAM_MAX_TOTAL``)."""
+    app.config.setdefault("STREAM_MAX_PER_CLIENT", 3)
+    app.config.setdefault("STREAM_MAX_TOTAL", 6)
+    app.extensions["bedside_stream_slots"] = StreamSlots(
+        int(app.config["STREAM_MAX_PER_CLIENT"]), int(app.config["STREAM_MAX_TOTAL"])
+    )

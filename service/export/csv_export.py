@@ -288,9 +288,36 @@ def to_csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is run as a formula by spreadsheets (CSV injection)."""
+
+
 def _cells(columns: Sequence[str], row: dict[str, Any]) -> list[Any]:
-    """A row's cells in column order: None becomes an empty cell, other values their ``str``."""
-    return ["" if row.get(c) is None else row.get(c) for c in columns]
+    """A row's cells in column order: None becomes an empty cell, text is made inert
+    (:func:`neutralise`), numbers stay numbers."""
+    return [neutralise(row.get(c)) for c in columns]
+
+
+def neutralise(value: Any) -> Any:
+    """A cell value a spreadsheet will not run as a formula (OWASP's CSV injection advice).
+
+    Text starting with ``= + - @``, tab or carriage return gets a leading ``'``, which
+    spreadsheets show as text (``=HYPERLINK(...)`` becomes ``'=HYPERLINK(...)``). Numbers, and
+    text that is just a number (``-3.5``), are left alone; None becomes an empty cell.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text and text.lower().lstrip("+-") not in ("inf", "infinity", "nan")
 
 
 def _check_date(name: str, value: str) -> None:

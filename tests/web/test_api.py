@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 
@@ -48,7 +49,7 @@ def test_every_api_route_is_in_the_openapi_document_and_nothing_else(open_app: F
     for rule in open_app.url_map.iter_rules():
         if not rule.rule.startswith("/api/"):
             continue
-        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule.rule)  # <id64(...):tag_id> -> {tag_id}
         for method in rule.methods or ():
             if method not in ("HEAD", "OPTIONS"):
                 served.add((method, path))
