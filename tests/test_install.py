@@ -179,3 +179,196 @@ def test_purge_without_uninstall_is_refused_and_changes_nothing(staged: Staged) 
     assert proc.returncode == 2
     assert "--purge only goes with --uninstall" in proc.stderr
     assert staged.config.is_file()
+
+
+# --- issue 20: no compiler on a Pi; issue 18 (finding 2): no link followed in the state dir ----
+
+
+def _staged_env(scratch: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEDSIDE_INSTALL_")}
+    env["PATH"] = f"{_stub_bin(scratch)}{os.pathsep}{env.get('PATH', '')}"
+    env["BEDSIDE_INSTALL_PYTHON"] = sys.executable
+    env.update(extra)
+    return env
+
+
+def test_staged_install_for_arm64_asks_apt_for_the_pi_bindings_and_pip_for_wheels_only(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    (root / "etc/bedside").mkdir(parents=True)
+    (root / "etc/bedside/bedside.toml").write_text("")
+    proc = subprocess.run(
+        ["bash", str(INSTALLER), "--root", str(root), "--no-start"],
+        capture_output=True,
+        text=True,
+        env=_staged_env(tmp_path, BEDSIDE_INSTALL_ARCH="arm64"),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "would run: apt-get install -y -q --no-install-recommends python3-lgpio python3-spidev" in out
+    assert "would run: python3 -m venv --system-site-packages /opt/bedside/venv" in out
+    pip = "would run: /opt/bedside/venv/bin/pip install --quiet --disable-pip-version-check"
+    assert f"{pip} --only-binary=:all: {REPO}[pi]" in out
+
+
+def test_32_bit_raspberry_pi_os_is_refused_before_anything_is_changed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    proc = subprocess.run(
+        ["bash", str(INSTALLER), "--root", str(root), "--no-start"],
+        capture_output=True,
+        text=True,
+        env=_staged_env(tmp_path, BEDSIDE_INSTALL_ARCH="armhf"),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "32-bit system (armhf)" in proc.stderr
+    assert "Raspberry Pi OS Lite (64-bit)" in proc.stderr
+    assert "numpy and scipy publish no 32-bit ARM wheels" in proc.stderr
+    assert not root.exists()
+
+
+def test_a_database_link_planted_in_the_state_dir_is_refused_and_its_target_untouched(
+    staged: Staged, tmp_path: Path
+) -> None:
+    """The service user owns /var/lib/bedside: a link there to a root file must not be chmod'ed."""
+    target = tmp_path / "shadow"
+    target.write_text("root:secret\n")
+    target.chmod(0o600)
+    db = staged.state / "bedside.sqlite3"
+    db.symlink_to(target)
+    proc = subprocess.run(
+        ["bash", str(INSTALLER), "--root", str(staged.root), "--no-start"],
+        capture_output=True,
+        text=True,
+        env=_staged_env(tmp_path),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout
+    assert "is a symbolic link" in proc.stderr
+    assert _mode(target) == 0o600
+    assert target.read_text() == "root:secret\n"
+    assert db.is_symlink()
+    assert not (tmp_path / "calls.log").exists(), "no chown was attempted"
+
+
+def test_a_hard_link_in_the_state_dir_is_not_chmodded_either(staged: Staged, tmp_path: Path) -> None:
+    target = tmp_path / "other-users-file"
+    target.write_text("x")
+    target.chmod(0o604)
+    os.link(target, staged.state / "bedside.sqlite3")
+    proc = subprocess.run(
+        ["bash", str(INSTALLER), "--root", str(staged.root), "--no-start"],
+        capture_output=True,
+        text=True,
+        env=_staged_env(tmp_path),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "not a regular file with a single name" in proc.stderr
+    assert _mode(target) == 0o604
+
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+RECORDING_APT_GET = """#!/bin/sh
+# A recording apt-get: logs its arguments; `install` of a Pi binding drops a stand-in module into
+# the fake system's dist-packages, where Debian's python3-lgpio / python3-spidev put theirs.
+echo "apt-get $*" >> "{log}"
+if [ "$1" = install ]; then
+  for arg in "$@"; do
+    case "$arg" in
+      python3-lgpio) echo 'FROM_APT = "python3-lgpio"' > "{dist}/lgpio.py" ;;
+      python3-spidev) echo 'FROM_APT = "python3-spidev"' > "{dist}/spidev.py" ;;
+    esac
+  done
+fi
+exit 0
+"""
+
+
+def _fake_system_python(where: Path) -> tuple[Path, Path]:
+    """Debian's python3 copied under ``where``, with its own (empty) dist-packages.
+
+    The copy finds its standard library through a link to /usr/lib/python3.X and takes
+    ``where/lib/python3/dist-packages`` as the system's packages (Debian's site.py derives it from
+    the prefix), so a venv made from it with --system-site-packages sees what our apt-get puts
+    there, and nothing of the real system's.
+    """
+    real = DEBIAN_PYTHON.resolve()
+    if not real.is_file() or not Path("/usr/lib/python3/dist-packages").is_dir():
+        pytest.fail(f"{DEBIAN_PYTHON} is not Debian's python3 (needed to stage the Pi's venv)")
+    version = real.name  # python3.11
+    bin_dir = where / "bin"
+    dist = where / "lib/python3/dist-packages"
+    bin_dir.mkdir(parents=True)
+    dist.mkdir(parents=True)
+    shutil.copy2(real, bin_dir / version)
+    (bin_dir / "python3").symlink_to(version)
+    (where / "lib" / version).symlink_to(Path("/usr/lib") / version)
+    return bin_dir, dist
+
+
+@pytest.mark.slow
+def test_staged_arm64_install_builds_a_venv_that_imports_the_apt_bindings_and_bedside(
+    tmp_path: Path,
+) -> None:
+    """The whole install path with a recording apt-get: real venv, real pip (wheels only)."""
+    system_bin, dist = _fake_system_python(tmp_path / "system")
+    log = tmp_path / "apt.log"
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    apt = fake_bin / "apt-get"
+    apt.write_text(RECORDING_APT_GET.format(log=log, dist=dist))
+    apt.chmod(0o755)
+    root = tmp_path / "root"
+    env = _staged_env(
+        tmp_path, BEDSIDE_INSTALL_ARCH="arm64", BEDSIDE_INSTALL_PIP="1", BEDSIDE_INSTALL_APT="1"
+    )
+    env.pop("BEDSIDE_INSTALL_PYTHON")
+    env["PATH"] = os.pathsep.join([str(fake_bin), str(system_bin), "/usr/bin", "/bin"])
+    proc = subprocess.run(
+        ["bash", str(INSTALLER), "--root", str(root), "--no-start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    calls = log.read_text().splitlines()
+    assert calls == [
+        "apt-get update -q",
+        "apt-get install -y -q --no-install-recommends python3-lgpio python3-spidev",
+    ]
+    venv = root / "opt/bedside/venv"
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
+    check = subprocess.run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import lgpio, spidev, gpiozero, smbus2, service; "
+            "print(lgpio.FROM_APT, spidev.FROM_APT, service.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the checkout: `service` must come from the venv
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.split()[:2] == ["python3-lgpio", "python3-spidev"]
+    assert check.stdout.split()[2].startswith(str(venv))
+    explain = subprocess.run(
+        [str(venv / "bin/bedside"), "validate-config", str(root / "etc/bedside/bedside.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert explain.returncode == 0, explain.stderr
