@@ -95,3 +95,110 @@ def test_under_a_permissive_umask_the_database_is_still_not_readable_by_others(t
     modes = _created_modes(tmp_path, 0o022)
     for name, mode in modes.items():
         assert mode & 0o007 == 0, f"{name} is {mode:o}: readable by other users"
+
+
+# --- links planted in the state folder (issue 18, finding 2) ------------------------------------
+# The state folder belongs to the service user; root runs `bedside set-password` in it (the docs
+# say so). The service user must not be able to make root write, truncate or chown anything else.
+
+NOBODY = 65534
+SECRET = b"root's own file: untouched\n"
+
+
+def _state_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A state folder owned by an unprivileged user (when the test runs as root), and a root file
+    outside it that a planted link points at."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() == 0:
+        os.chown(state, NOBODY, NOBODY)
+    outside = tmp_path / "outside" / "root-file"
+    outside.parent.mkdir()
+    outside.write_bytes(SECRET)
+    outside.chmod(0o644)
+    return state, outside
+
+
+def _set_password(db: Path, password: str = "correct horse battery") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service", "set-password", "--db", str(db), "--stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_clean_env(),
+        timeout=60,
+    )
+
+
+def _untouched(outside: Path) -> None:
+    st = outside.lstat()
+    assert outside.read_bytes() == SECRET, "the file the link points at was written"
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), 0o644), "it was chowned or chmodded"
+
+
+def test_set_password_never_writes_or_chowns_through_a_link_planted_as_its_temporary_file(
+    tmp_path: Path,
+) -> None:
+    state, outside = _state_folder(tmp_path)
+    for name in ("web-password.tmp", ".web-password.tmp"):  # the old fixed name, and a guess
+        (state / name).symlink_to(outside)
+    done = _set_password(state / "bedside.sqlite3")
+    assert done.returncode == 0, done.stderr
+    _untouched(outside)
+    pw = state / "web-password"
+    st = pw.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert pw.read_text().startswith("scrypt:"), "the hash is stored"
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY), "run as root, it goes to the folder's owner"
+    assert all(not n.endswith(".tmp") or (state / n).is_symlink() for n in os.listdir(state)), "no temp left"
+
+
+def test_set_password_refuses_a_password_file_or_database_that_is_a_link(tmp_path: Path) -> None:
+    state, outside = _state_folder(tmp_path)
+    (state / "web-password").symlink_to(outside)
+    done = _set_password(state / "bedside.sqlite3")
+    assert done.returncode == 1 and "symbolic link" in done.stderr and "nothing changed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (state / "web-password").is_symlink(), "the link is left for the administrator to see"
+    _untouched(outside)
+
+    (state / "web-password").unlink()
+    elsewhere = tmp_path / "outside" / "bedside.sqlite3"
+    (state / "bedside.sqlite3").symlink_to(elsewhere)  # would move the password file beside it
+    done = _set_password(state / "bedside.sqlite3")
+    assert done.returncode == 5 and "symbolic link" in done.stderr, done.stderr
+    assert not (tmp_path / "outside" / "web-password").exists()
+    assert not (state / "web-password").exists()
+
+
+def test_the_store_never_opens_chmods_or_migrates_through_a_link(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+
+    from service.errors import StoreError
+    from service.store.migrations import MIGRATIONS
+    from service.store.store import Store
+
+    state, outside = _state_folder(tmp_path)
+    outside.write_bytes(b"")  # an empty file SQLite would happily make a database of
+    outside.chmod(0o644)
+    (state / "bedside.sqlite3").symlink_to(outside)
+    with pytest.raises(StoreError, match="symbolic link"):
+        asyncio.run(Store.open(state / "bedside.sqlite3"))
+    assert outside.read_bytes() == b"" and stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+    # A database of schema 1 whose migration backup name is a planted link.
+    outside.write_bytes(SECRET)
+    db = state / "old.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript(f"BEGIN;{MIGRATIONS[0]}\nPRAGMA user_version=1;COMMIT;")
+    conn.close()
+    (state / "old.sqlite3.bak-v1").symlink_to(outside)
+    with pytest.raises(StoreError, match="symbolic link"):
+        asyncio.run(Store.open(db))
+    _untouched(outside)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1, "not migrated without its backup"
+    conn.close()
