@@ -116,7 +116,35 @@ def _parser() -> argparse.ArgumentParser:
     setpw.add_argument("--db", help="SQLite database file (the password file goes beside it)")
     setpw.add_argument("--stdin", action="store_true", help="read the password from one line of stdin")
     _history_parsers(sub)
+    _doctor_parser(sub)
     return p
+
+
+def _doctor_parser(sub: Any) -> None:
+    doc = sub.add_parser(
+        "doctor",
+        help="check SPI/I2C, groups, pins, sensor, broker, database, clock, units; exit 1 on a problem",
+    )
+    doc.add_argument(
+        "--config", help="TOML config (default: $BEDSIDE_CONFIG, else /etc/bedside/bedside.toml)"
+    )
+    doc.add_argument("--db", help="SQLite database file (default: storage.db_path of the config)")
+    doc.add_argument("--user", default="bedside", help="the service user (default bedside)")
+    doc.add_argument("--seconds", type=float, default=3.0, help="how long to read the sensor (default 3)")
+    doc.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from service.config import load_config
+    from service.doctor import DoctorOptions, failed, print_findings, run_checks
+
+    path = args.config or os.environ.get("BEDSIDE_CONFIG")
+    if path is None and os.path.exists("/etc/bedside/bedside.toml"):
+        path = "/etc/bedside/bedside.toml"
+    cfg = load_config(path, overrides={"storage": {"db_path": args.db}} if args.db else None)
+    findings = run_checks(cfg, DoctorOptions(user=args.user, sensor_seconds=args.seconds))
+    print_findings(findings, as_json=args.json)
+    return EXIT_FAILURE if failed(findings) else EXIT_OK
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -818,6 +846,7 @@ COMMANDS = {
     "tag": _cmd_tag,
     "checkin": _cmd_checkin,
     "demo-history": _cmd_demo_history,
+    "doctor": _cmd_doctor,
 }
 
 
