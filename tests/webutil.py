@@ -180,17 +180,44 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class Client:
-    """A browser-like HTTP client for the real server: keeps cookies, never follows redirects."""
+class _FromAddress(urllib.request.HTTPHandler):
+    """Connect from a chosen local address (another loopback address is another client)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, source_ip: str) -> None:
+        super().__init__()
+        self.source_ip = source_ip
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        import functools
+        import http.client
+
+        connection = functools.partial(http.client.HTTPConnection, source_address=(self.source_ip, 0))
+        return self.do_open(connection, req)
+
+
+class Client:
+    """A browser-like HTTP client for the real server: keeps cookies, never follows redirects.
+
+    ``source_ip`` (e.g. ``127.0.0.7``) makes the server see another client address.
+    """
+
+    def __init__(self, base_url: str, source_ip: str | None = None) -> None:
         import http.cookiejar
 
         self.base_url = base_url
         self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
-        )
+        handlers: list[Any] = [
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPCookieProcessor(self.cookies),
+            _NoRedirect(),
+        ]
+        if source_ip is not None:
+            handlers.append(_FromAddress(source_ip))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def session_cookie(self) -> str:
+        """The ``Cookie`` header value this client would send (to replay it from elsewhere)."""
+        return "; ".join(f"{c.name}={c.value}" for c in self.cookies)
 
     def request(
         self,
@@ -201,11 +228,13 @@ class Client:
         json_body: Any = None,
         headers: dict[str, str] | None = None,
         timeout_s: float = 10.0,
+        body: bytes | None = None,
     ) -> Reply:
-        """Send one request (a form, a JSON body or nothing); 3xx, 4xx and 5xx are returned too."""
+        """Send one request (a form, a JSON body, raw ``body`` bytes or nothing); 3xx, 4xx and 5xx
+        are returned too."""
         import urllib.parse
 
-        data = None
+        data = body
         all_headers = dict(headers or {})
         if form is not None:
             data = urllib.parse.urlencode(form).encode()

@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from web import security
 
@@ -115,6 +115,9 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
         allowed = sorted(exc.valid_methods or [])
         message = f"method {request.method} not allowed for {request.path}; allowed: {', '.join(allowed)}"
         headers["Allow"] = ", ".join(allowed)
+    elif isinstance(exc, RequestEntityTooLarge):
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"request body too large: at most {limit} bytes are accepted"
     elif isinstance(exc, NotFound) and exc.description == NotFound.description:
         message = f"no such {'endpoint' if _wants_json() else 'page'}: {request.path}"
     else:

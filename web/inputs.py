@@ -62,12 +62,14 @@ def clean_text(text: str) -> str:
     """
     if text.isascii() and text.isprintable():
         return text
-    fixed = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogate(text) else text
-    return "".join(c for c in fixed if c in "\t\n\r" or unicodedata.category(c) != "Cc")
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= c <= "\udfff" for c in text)
+    kept = []
+    for c in text:
+        category = unicodedata.category(c)
+        if category == "Cs":  # a lone surrogate: JSON can carry one, UTF-8 (and SQLite) cannot
+            kept.append("\ufffd")
+        elif category != "Cc" or c in "\t\n\r":
+            kept.append(c)
+    return "".join(kept)
 
 
 def clean_json(value: Any) -> Any:
