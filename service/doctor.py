@@ -192,7 +192,12 @@ def check_pins() -> list[Finding]:
 def check_sensor(cfg: Config, opts: DoctorOptions, service_active: bool) -> Finding:
     """Read the configured sensor for ``sensor_seconds`` and check that the reading varies."""
     if cfg.sensor.kind in ("simulated", "replay"):
-        return Finding("sensor", "warn", f"no sensor read: sensor.kind is {cfg.sensor.kind!r}.")
+        return Finding(
+            "sensor",
+            "warn",
+            f"no sensor read: sensor.kind is {cfg.sensor.kind!r}.",
+            "see the sensor kind above",
+        )
     if service_active:
         return Finding(
             "sensor",
@@ -446,7 +451,14 @@ def check_units(opts: DoctorOptions) -> list[Finding]:
     for unit in opts.units:
         state = unit_state(opts, unit)
         if state is None:
-            return [Finding("units", "warn", "systemd is not running here: the units' state is unknown.")]
+            return [
+                Finding(
+                    "units",
+                    "warn",
+                    "systemd is not running here: the units' state is unknown.",
+                    "systemctl status bedside bedside-web",
+                )
+            ]
         enabled, active = state
         short = unit.removesuffix(".service")
         daemon = unit == "bedside.service"
