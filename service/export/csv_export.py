@@ -303,12 +303,16 @@ def neutralise(value: Any) -> Any:
 
     Text starting with ``= + - @``, tab or carriage return gets a leading ``'``, which
     spreadsheets show as text (``=HYPERLINK(...)`` becomes ``'=HYPERLINK(...)``). Numbers, and
-    text that is just a number (``-3.5``), are left alone; None becomes an empty cell.
+    text that is just a number (``-3.5``), are left alone; None becomes an empty cell. A
+    carriage return in text becomes a newline: the writer (lines end in ``\n``) would not quote
+    a lone CR, and readers would split the row there.
     """
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
-        return "'" + value
+    if isinstance(value, str):
+        if value.startswith(FORMULA_STARTS) and not _is_number(value):
+            value = "'" + value
+        return value.replace("\r\n", "\n").replace("\r", "\n")
     return value
 
 

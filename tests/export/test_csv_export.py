@@ -15,9 +15,9 @@ import pytest
 
 from service.detect.types import EVENT_TYPES
 from service.export import ExportError, NightNotFoundError
-from service.export.csv_export import TABLES, collect_tables, export_csv, select_nights
+from service.export.csv_export import TABLES, collect_tables, export_csv, select_nights, to_csv
 from service.history.load import connect
-from service.history.user_data import add_tag, relabel
+from service.history.user_data import add_tag, relabel, set_checkin
 from tests.export import REPO, build_db
 
 DOC = REPO / "docs" / "exports.md"
@@ -241,3 +241,36 @@ def test_database_rows_are_read_not_invented(tmp_path: Path) -> None:
     (night,) = collect_tables(conn, ids)["nights"]
     conn.close()
     assert night["total_sleep_min"] is None and night["mean_heart_bpm"] is None
+
+
+def test_cells_a_spreadsheet_would_run_as_formulas_are_made_text(
+    db: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, ids = db
+    rw = connect(path, readonly=False)
+    night_date = rw.execute("SELECT night_date FROM nights WHERE id = ?", (ids[0],)).fetchone()[0]
+    formula = '=HYPERLINK("http://evil.example","x")'
+    add_tag(rw, night_date, "custom", detail=formula, source="test")
+    set_checkin(rw, night_date, sleep_quality=3, spasm_severity=None, note="@SUM(1+1)\nthen -2+3")
+    rw.close()
+    conn = connect(path)
+    done = export_csv(conn, [ids[0]], tmp_path / "out")
+    conn.close()
+    tags = _read_csv((tmp_path / "out" / "tags.csv").read_text(encoding="utf-8"))
+    assert [r["detail"] for r in tags if r["tag"] == "custom"] == ["'" + formula]
+    checkins = _read_csv((tmp_path / "out" / "checkins.csv").read_text(encoding="utf-8"))
+    assert [r["note"] for r in checkins] == ["'@SUM(1+1)\nthen -2+3"]
+    assert done.rows["tags"] >= 1
+    text = to_csv(
+        ("a", "b", "c", "d", "e", "f", "g"),
+        [{"a": -1.5, "b": "-2.25", "c": "-cmd", "d": "+1+1", "e": "\tx", "f": "\r=1", "g": "a=b"}],
+    )
+    assert list(csv.reader(io.StringIO(text, newline="")))[1] == [
+        "-1.5",
+        "-2.25",
+        "'-cmd",
+        "'+1+1",
+        "'\tx",
+        "'\n=1",
+        "a=b",
+    ]
