@@ -120,3 +120,18 @@ def test_every_remaining_exposure_item_is_explained_in_the_unit_comments(unit: P
     comments = "\n".join(line for line in unit.read_text().splitlines() if line.startswith("#"))
     unexplained = sorted(name for name in exposed_settings(unit) if f"{name}=" not in comments)
     assert unexplained == []
+
+
+@pytest.mark.parametrize(
+    ("unit", "measured_peak_mb"),
+    [
+        (UNITS[0], 128),  # the daemon: 67 MB live, 128 MiB in the 30-night soak (RELIABILITY.md)
+        (UNITS[1], 169),  # the dashboard: the peak of an 8-h night's EDF+ export (the unit's comment)
+    ],
+)
+def test_both_units_cap_their_memory_with_room_over_the_measured_peak(
+    unit: Path, measured_peak_mb: int
+) -> None:
+    found = re.findall(r"^MemoryMax=(\d+)M$", unit.read_text(), flags=re.MULTILINE)
+    assert len(found) == 1, f"{unit.name} needs one MemoryMax=<N>M"
+    assert 1.5 * measured_peak_mb <= int(found[0]) <= 512  # room to work, but far below a Pi's RAM
