@@ -493,6 +493,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
         require_login=cfg.web.require_login,
         password_file=cfg.web.password_file,
         parent_pid=args.parent_pid,
+        allowed_hosts=list(cfg.web.allowed_hosts),
     )
     return EXIT_OK
 

@@ -272,6 +272,14 @@ class WebConfig(_Strict):
         None,
         description="File holding the dashboard password's hash (default: web-password beside the database).",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names the dashboard answers to besides IP addresses, localhost and this machine's "
+            "name and name.local (e.g. a reverse proxy's name; '.example.org' takes its subdomains too). "
+            "Other names are refused, against DNS rebinding."
+        ),
+    )
 
     @model_validator(mode="after")
     def _host_is_an_address(self) -> WebConfig:

@@ -11,8 +11,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -245,3 +247,33 @@ def test_guesses_from_many_addresses_hit_the_global_limit(locked_server: ServerH
         )
     assert statuses == [401] * 20 + [429] * 20
     assert http(locked_server.url + "/healthz").status == 200
+
+
+def test_web_allowed_hosts_from_the_config_file_reach_bedside_web(week: Week, tmp_path: Path) -> None:
+    config = tmp_path / "bedside.toml"
+    config.write_text('[web]\nallowed_hosts = ["bedside.example.org", ".home.arpa"]\n', encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEDSIDE_")}
+    command = [sys.executable, "-m", "service", "web", "--config", str(config), "--db", str(week.path)]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http(url + "/healthz", timeout_s=2.0).status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "bedside web did not start"
+            time.sleep(0.2)
+        client = Client(url)
+        for host, status in (("bedside.example.org", 200), ("pi.home.arpa", 200), ("evil.example", 400)):
+            assert client.request("/healthz", headers={"Host": host}).status == status, host
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

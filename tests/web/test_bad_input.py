@@ -92,5 +92,6 @@ def test_the_helpers_directly() -> None:
     assert clean_text("a\ud800b\tc\nd\x1be") == "a\ufffdb\tc\nde"
     assert clean_text("héllo ✓") == "héllo ✓"
     assert safe_next("/nights?sort=heart") == "/nights?sort=heart"
-    for bad in ("/\t/evil.example", "//evil", "/\\evil", "http://evil", "/a b", "/\r\nX:1", "", None):
+    assert safe_next(None) is None
+    for bad in ("/\t/evil.example", "//evil", "/\\evil", "http://evil", "/a b", "/\r\nX:1", ""):
         assert safe_next(bad) is None
