@@ -5,6 +5,7 @@ CPU-bound scripts run one at a time; the two paced at real time (latency, live d
 side by side, which keeps the whole run under 10 minutes (their figures then include each
 other's load, a few % of a core). Nothing here passes or fails: the figures are for the README
 and docs/performance.md. tests/bench/ runs each script with tiny settings (a smoke test).
+``--pi`` runs a subset sized for a Raspberry Pi (``make bench-pi``, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -34,6 +35,23 @@ PLAN: list[Step | list[Step]] = [
     ],
     ("fleet: 100 units, one Mosquitto", ["bench_fleet.py"]),
     ("dashboard page timings", ["bench_dashboard.py"]),
+]
+
+#: `--pi` (`make bench-pi`): what a Raspberry Pi Zero 2 W gets through in under 5 minutes:
+#: plain Python speed against a published Pi 4 run, the detector on a 15-min night (offline and
+#: in live 0.1-s blocks), the live daemon for one minute at 250 Hz (real time) and the two
+#: dashboard pages on a smaller history (the Night page's 5,000 events are kept).
+PI_PLAN: list[Step | list[Step]] = [
+    (
+        "CPU scale: n-body against the published Raspberry Pi 4 run",
+        ["bench_cpu_scale.py", "--steps", "200000"],
+    ),
+    (
+        "detector throughput (15-min night at 250 Hz)",
+        ["bench_detector.py", "--hours", "0.25", "--rates", "250", "--reference-rates", "--repeat", "1"],
+    ),
+    ("live daemon CPU and memory at 250 Hz", ["bench_live.py", "--live-minutes", "1", "--rates", "250"]),
+    ("dashboard page timings", ["bench_dashboard.py", "--nights", "120", "--real-nights", "2"]),
 ]
 
 
@@ -140,12 +158,19 @@ def summary() -> list[tuple[str, str, str, str]]:
                              f"median {t['median_ms']:.0f} ms, p95 {t['p95_ms']:.0f} ms",
                              f"median <= {t['goal_ms']:g} ms",
                              "met" if t["median_ms"] <= t["goal_ms"] else "MISSED"))  # fmt: skip
+    scale = load("cpu_scale.json")
+    if scale:
+        rows.append(("plain Python (n-body)", f"{scale['cpu_s_per_5m_steps']} s per 5 M steps",
+                     f"Pi 4 published: {scale['pi4_published_s_per_5m_steps']} s", ""))  # fmt: skip
     return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.parse_args()
+    ap.add_argument(
+        "--pi", action="store_true", help="the subset for a Raspberry Pi (under 5 min on a Zero 2 W)"
+    )
+    args = ap.parse_args()
     cpus = Path("/proc/cpuinfo").read_text().count("processor")
     start = time.monotonic()
     print(
@@ -154,7 +179,7 @@ def main() -> int:
         flush=True,
     )
     failed = 0
-    for item in PLAN:
+    for item in PI_PLAN if args.pi else PLAN:
         group = item if isinstance(item, list) else [item]
         t0 = time.monotonic()
         running = [r for r in (launch(step) for step in group) if r is not None]
