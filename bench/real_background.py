@@ -20,11 +20,11 @@ Protocol (the same for every seed; a seed only changes the draws):
   (``PEAK_RATIO`` per type). Real movements there are low-pitched (most of their 2-20 Hz energy
   near 2-4 Hz), so the limb and whole-body carriers fall as 1/f, the jerk's as 1/sqrt(f).
 * Shapes (``render``), per type:
-  - ``jerk``: one brief burst, 0.15-0.45 s (hypnic / myoclonic jerk; AASM 2012 does not score
+  - ``jerk``: one brief burst, 0.15-0.4 s (hypnic / myoclonic jerk; AASM 2012 does not score
     movements under 0.5 s as limb movements), onset within 5-30 ms, then a fall to zero; broadband
     2-20 Hz with a small displacement bump.
-  - ``limb_movement``: 0.5-10 s (AASM 2012 / WASM 2016 limb movement), drawn so that a third
-    are 2.5-4.5 s (the range a duration-only rule confuses with large movements); onset and
+  - ``limb_movement``: 0.6-9.9 s (AASM 2012 / WASM 2016 limb movement: 0.5-10 s), drawn so that a
+    third are 2.5-4.5 s (the range a duration-only rule confuses with large movements); onset and
     release ramps of 0.05-0.3 s, one or two flexion lobes, 1-20 Hz with a modest displacement
     that returns to the same level: **no change of posture**.
   - ``large_movement``: 3-30 s whole-body movement (IRLSSG / WASM 2016 "large muscle group
@@ -35,7 +35,10 @@ Protocol (the same for every seed; a seed only changes the draws):
     6-20 Hz (muscle vibration), almost no displacement.
   - ``spasm`` (clonus): 2.5-10 s of rhythmic contractions at 3-8 Hz (clonus), each a brief
     broadband pulse with a small displacement, period jitter 4 %.
-  - PLM series: 4-6 limb movements of 0.5-5 s, onset to onset 12-40 s (inside both the AASM
+  - No truth lies within the boundary tolerance (0.1 s) of a duration that decides its type
+    (0.5 s between jerk and limb movement, 10 s for a limb movement): there a correct detection
+    within 0.1 s may fall either side of the rule, so such a truth tests the draw, not the detector.
+  - PLM series: 4-6 limb movements of 0.6-5 s, onset to onset 12-40 s (inside both the AASM
     5-90 s and the WASM 2016 10-90 s rule); the truth series are found from the truth limb
     movements by that rule (``truth_series``), so any chance series counts too.
 * Layout per set: one PLM series with 90 s kept free of other movements either side, and
@@ -258,10 +261,10 @@ def render(
 def _draw_limb_s(rng: np.random.Generator) -> float:
     r = rng.random()
     if r < 0.35:
-        return float(rng.uniform(0.5, 2.5))
+        return float(rng.uniform(0.6, 2.5))
     if r < 0.7:
         return float(rng.uniform(2.5, 4.5))
-    return float(rng.uniform(4.5, 10.0))
+    return float(rng.uniform(4.5, 9.9))
 
 
 # ------------------------------------------------------------------ one set
@@ -273,7 +276,7 @@ def make_set(seed: int, rate_hz: float) -> Set:
     x = bg * (-1.0 if seed % 2 else 1.0)
     total_s = x.size / rate_hz
     # plan: (kind, duration) items in random order, the PLM series as one block
-    items: list[tuple[str, float]] = [("jerk", float(rng.uniform(0.15, 0.45))) for _ in range(5)]
+    items: list[tuple[str, float]] = [("jerk", float(rng.uniform(0.15, 0.4))) for _ in range(5)]
     items += [("limb_movement", _draw_limb_s(rng)) for _ in range(4)]
     items += [
         ("large_movement", float(math.exp(rng.uniform(math.log(3.0), math.log(30.0))))) for _ in range(2)
@@ -281,7 +284,7 @@ def make_set(seed: int, rate_hz: float) -> Set:
     items += [("tonic", float(rng.uniform(2.5, 10.0))), ("clonus", float(rng.uniform(2.5, 10.0)))]
     n_plm = int(rng.integers(4, 7))
     plm_iv = rng.uniform(12.0, 40.0, n_plm - 1)
-    plm_dur = rng.uniform(0.5, 5.0, n_plm)
+    plm_dur = rng.uniform(0.6, 5.0, n_plm)
     plm_len = float(plm_iv.sum() + plm_dur[-1])
     items.append(("plm", plm_len))
     order = rng.permutation(len(items))
