@@ -92,6 +92,7 @@ def segment_features(
     frame_s: float,
     band_rate_hz: float,
     params: DetectorParams,
+    breath_before: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Numbers describing one movement (all dimensionless or in seconds).
 
@@ -128,6 +129,7 @@ def segment_features(
             "high_freq_ratio": 0.0,
             "clonus_prominence": 0.0,
             "clonus_hz": 0.0,
+            "low_freq_excess": 0.0,
         }
     peak = float(ratio.max())
     k_peak = int(np.argmax(ratio))
@@ -142,6 +144,9 @@ def segment_features(
     mv = float(np.sqrt(np.mean(move * move))) if move.size else 0.0
     br = float(np.sqrt(np.mean((breath - breath.mean()) ** 2))) if breath.size else 0.0
     f["low_freq_ratio"] = br / mv if mv > 0 else 0.0
+    bb = breath_before if breath_before is not None else np.zeros(0)
+    pre = float(np.sqrt(np.mean((bb - bb.mean()) ** 2))) if bb.size else 0.0
+    f["low_freq_excess"] = br / pre if pre > 0 else 0.0
     d = np.diff(move) if move.size > 1 else np.zeros(1)
     f["high_freq_ratio"] = float(np.sqrt(np.mean(d * d))) / mv if mv > 0 else 0.0
     prom, hz = 0.0, 0.0
@@ -217,15 +222,17 @@ def classify_features(f: dict[str, float], params: DetectorParams) -> Label:
         return Label("spasm", peak, conf, {**details, "clonus": 1.0})
     if core > p.large_max_s:
         return Label("restless", peak, conf, {**details, "continuous": 1.0})
+    if core >= p.spasm_min_s and f["high_freq_ratio"] >= p.spasm_min_high_freq_ratio:
+        return Label("spasm", peak, conf, {**details, "tonic": 1.0})
     whole_body = (
         f["low_freq_ratio"] >= p.large_min_low_freq_ratio
         or f["high_freq_ratio"] <= p.large_max_high_freq_ratio
-    )
+    ) and f["low_freq_excess"] >= p.large_min_low_freq_excess
     if (core >= p.large_min_s and whole_body) or core > p.limb_max_s:
         return Label("large_movement", peak, conf, details)
     tonic = f["low_freq_ratio"] <= p.spasm_max_low_freq_ratio
     if core >= p.spasm_min_s and f["median_intensity"] >= p.spasm_sustain_k and tonic:
-        return Label("spasm", peak, conf, details)
+        return Label("spasm", peak, conf, {**details, "tonic": 1.0})
     return Label("limb_movement", peak, conf, details)
 
 
@@ -236,10 +243,12 @@ def classify_segment(
     band_rate_hz: float,
     params: DetectorParams,
     breath: np.ndarray | None = None,
+    breath_before: np.ndarray | None = None,
 ) -> Label:
     """Label one movement from its per-frame envelope/baseline ratios and band samples."""
     br = breath if breath is not None else np.zeros(0)
-    return classify_features(segment_features(ratio, band, br, frame_s, band_rate_hz, params), params)
+    f = segment_features(ratio, band, br, frame_s, band_rate_hz, params, breath_before)
+    return classify_features(f, params)
 
 
 def plm_interval_s(profile: str) -> float:

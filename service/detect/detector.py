@@ -145,6 +145,7 @@ class Detector:
         self.base = Baseline(self.frame_s, p)
         self.seg = Segmenter(self.frame_s, p)
         self.n_lookback = max(0, round(p.onset_lookback_s / self.frame_s))
+        self.n_before = max(1, round(p.posture_window_s / self.frame_s))
         self.plm = PlmTracker(p)
         self.restless = RestlessTracker(p)
         self.presence = PresenceTracker(p)
@@ -335,7 +336,8 @@ class Detector:
         ratio = self.f_ratio.get(s.start, s.end)
         band = self.t_move.get(s.start * self.frame_n, s.end * self.frame_n)
         breath = self.t_breath.get(s.start * self.frame_n, s.end * self.frame_n)
-        lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath)
+        before = self.t_breath.get((s.start - self.n_before) * self.frame_n, s.start * self.frame_n)
+        lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath, before)
         start_s, end_s = self._bounds_s(s, ratio)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
         if not lab.type:

@@ -105,8 +105,23 @@ class DetectorParams:
     spasm_max_low_freq_ratio: float = param(
         0.18, "A tonic spasm barely displaces: breath-band over movement-band RMS at most this."
     )
+    posture_window_s: float = param(
+        10.0,
+        "The breath band's RMS over this many seconds before a movement is its resting level "
+        "(breathing and posture): a whole-body movement's low-frequency excess is measured against it.",
+    )
     large_max_high_freq_ratio: float = param(
         0.82, "A movement this low-pitched (first-difference RMS over band RMS) is whole-body."
+    )
+    large_min_low_freq_excess: float = param(
+        2.0,
+        "A whole-body movement also shifts the bed's low frequencies: breath-band RMS during it at "
+        "least this x the breath band's RMS over posture_window_s before it (breathing alone: about 1).",
+    )
+    spasm_min_high_freq_ratio: float = param(
+        1.2,
+        "A sustained movement (spasm_min_s or longer) this high-pitched (first-difference RMS over band "
+        "RMS; about 1.2 is a 10-Hz centroid at a 50-Hz internal rate) is muscle vibration: a tonic spasm.",
     )
     spasm_min_s: float = param(2.0, "Shortest sustained spasm, seconds.")
     spasm_sustain_k: float = param(

@@ -32,6 +32,7 @@ def features(**kw: float) -> dict[str, float]:
         "high_freq_ratio": 0.95,
         "clonus_prominence": 5.0,
         "clonus_hz": 0.0,
+        "low_freq_excess": 1.0,
     }
     return {**base, **kw}
 
@@ -64,9 +65,30 @@ def test_rhythmic_bursts_at_3_to_8_hz_are_clonus_spasm() -> None:
 
 
 def test_low_pitched_whole_body_movement_of_3_s_or_more_is_a_large_movement() -> None:
-    assert classify_features(features(core_s=6.0, low_freq_ratio=0.9), P).type == "large_movement"
-    assert classify_features(features(core_s=6.0, high_freq_ratio=0.7), P).type == "large_movement"
-    assert classify_features(features(core_s=2.0, low_freq_ratio=0.9), P).type == "limb_movement"
+    body = {"core_s": 6.0, "low_freq_excess": 3.0}
+    assert classify_features(features(**body, low_freq_ratio=0.9), P).type == "large_movement"
+    assert classify_features(features(**body, high_freq_ratio=0.7), P).type == "large_movement"
+    assert classify_features(features(core_s=2.0, low_freq_ratio=0.9, low_freq_excess=3.0), P).type == (
+        "limb_movement"
+    )
+
+
+def test_low_pitched_movement_that_leaves_the_beds_low_frequencies_as_they_were_is_a_limb_movement() -> None:
+    # a limb moved on a low-pitched sensor: spectrally like a body roll, but the breath band
+    # during it is no more than breathing before it (no weight shifted, no posture change)
+    f = features(core_s=4.0, low_freq_ratio=1.5, high_freq_ratio=0.65, low_freq_excess=1.3)
+    assert classify_features(f, P).type == "limb_movement"
+    assert classify_features({**f, "low_freq_excess": 3.0}, P).type == "large_movement"
+
+
+def test_sustained_high_pitched_vibration_is_a_tonic_spasm_at_the_intensity_of_real_movements() -> None:
+    # muscle vibration (centroid about 10 Hz and up), 2 s or longer, at 5x the resting level:
+    # the old rule wanted 25x, above the range of real movements on a bed sensor
+    f = features(core_s=4.0, median_intensity=5.0, intensity=10.0, high_freq_ratio=1.35, low_freq_ratio=1.2)
+    lab = classify_features(f, P)
+    assert lab.type == "spasm" and lab.details["tonic"] == 1.0
+    assert classify_features({**f, "core_s": 1.5}, P).type == "limb_movement"  # not sustained
+    assert classify_features({**f, "high_freq_ratio": 0.95}, P).type == "limb_movement"
 
 
 def test_continuous_movement_longer_than_45_s_is_restless() -> None:
