@@ -11,16 +11,20 @@ resting baseline or durations, none fitted to a recording):
 * ``spasm`` (clonus): at least ``clonus_min_s`` with the movement band periodic at 3-8 Hz
   (autocorrelation peak >= ``clonus_min_periodicity``): clonus is rhythmic involuntary
   contraction at 3-8 Hz (spasticity literature, e.g. Boyraz 2015; ankle clonus 5-8 Hz).
-* ``spasm`` (sustained): a core of at least ``spasm_min_s`` (2 s) whose median envelope
-  is at least ``spasm_sustain_k`` x baseline (sustained high intensity) and whose energy
-  is almost all above 1 Hz (``low_freq_ratio`` at most ``spasm_max_low_freq_ratio``): a tonic
-  contraction vibrates the bed without displacing the limb, where a limb movement or a
-  posture change shifts weight (low frequencies).
+* ``spasm`` (tonic): a core of at least ``spasm_min_s`` (2 s) that is high-pitched
+  (``high_freq_ratio`` at least ``spasm_min_high_freq_ratio``, a spectral centroid near 10 Hz
+  and up: muscle vibration) at any intensity; or, as before, a median envelope of at least
+  ``spasm_sustain_k`` x baseline with energy almost all above 1 Hz (``low_freq_ratio`` at most
+  ``spasm_max_low_freq_ratio``): a tonic contraction vibrates the bed without displacing the
+  limb, where a limb movement or a posture change shifts weight (low frequencies).
 * ``large_movement``: a core of ``large_min_s`` (3 s) to ``large_max_s`` (45 s) that is
-  whole-body: low frequencies (``low_freq_ratio`` at least ``large_min_low_freq_ratio``) or a low pitch
-  (``high_freq_ratio`` at most ``large_max_high_freq_ratio``): the "large muscle group movement" of the
-  IRLSSG / WASM 2016 rules (>= 3 s), a body roll shifting weight; also any movement longer
-  than ``limb_max_s`` (10 s), which AASM and WASM exclude from limb movements.
+  whole-body: low frequencies (``low_freq_ratio`` at least ``large_min_low_freq_ratio``) or a low
+  pitch (``high_freq_ratio`` at most ``large_max_high_freq_ratio``), *and* a breath band raised to
+  at least ``large_min_low_freq_excess`` x its RMS over the ``posture_window_s`` before the
+  movement (``low_freq_excess``: a body roll shifts weight and posture, a limb does not; on a
+  sensor whose real movements are all low-pitched the spectrum alone cannot tell them apart):
+  the "large muscle group movement" of the IRLSSG / WASM 2016 rules (>= 3 s); also any movement
+  longer than ``limb_max_s`` (10 s), which AASM and WASM exclude from limb movements.
 * ``limb_movement``: 0.5 to 10 s (AASM 2012 / WASM 2016 limb movement duration).
 * ``restless``: one continuous movement longer than ``large_max_s``.
 
@@ -36,7 +40,10 @@ are the published rules named above; the feature thresholds (``jerk_min_intensit
 ``spasm_sustain_k``, ``*_low_freq_ratio``, ``large_max_high_freq_ratio``,
 ``clonus_min_prominence``, ``core_fraction``) are no published rule: they are dimensionless
 ratios chosen on simulated nights (seeds 1-5 of hardware.simulated) and checked on held-out
-seeds 6-10 and on the real recording by bench/evaluate_detector.py.
+seeds 6-10 and on the real recording by bench/evaluate_detector.py;
+``spasm_min_high_freq_ratio`` and ``large_min_low_freq_excess`` were chosen between the
+simulated seeds 1-5 and the real-background tuning seeds 1-10 (bench/real_background.py) and
+checked on the held-out seeds of both.
 
 Restless: movements chained with gaps (end to next start) of at most ``restless_gap_s``,
 at least ``restless_min_movements`` of them: a dense cluster, emitted when the chain breaks.
