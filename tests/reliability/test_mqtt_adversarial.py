@@ -87,6 +87,10 @@ def _online(sub: Subscriber) -> None:
     sub.wait_for(lambda: [m.text for m in sub.on(f"{ROOT}/availability")][-1:] == ["online"], what="online")
 
 
+def _wait_for_marks(db: Path, count: int) -> None:
+    wait_until(lambda: len(query(db, "SELECT id FROM annotations")) == count, what=f"{count} mark(s)")
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -183,7 +187,7 @@ def test_a_retained_command_is_not_applied_again_at_a_reconnect(
             # is handled before this mark.
             publisher.publish(f"{ROOT}/cmd/mark", json.dumps({"kind": "spasm", "note": f"after {n}"}))
             publisher.wait_all()
-            wait_until(lambda n=n: len(query(db, "SELECT id FROM annotations")) == n + 1, what="the mark")
+            _wait_for_marks(db, n + 1)
         assert _open_nights(db) == [second], "the reconnects did not end the night"
         assert len(query(db, "SELECT id FROM nights")) == 2
         sub.wait_for(lambda: _state(sub).get("night_id") == second, what="state names the night")
