@@ -294,7 +294,9 @@
       if (failures >= 2) {
         renderStatus(null, false);
       }
-      if (failures >= 3) {
+      // A refused stream (429/503: too many open; 401) is CLOSED by the browser, which will
+      // not try again: poll the JSON API instead straight away.
+      if (failures >= 3 || source.readyState === EventSource.CLOSED) {
         source.close();
         source = null;
         root.dataset.live = "polling";
