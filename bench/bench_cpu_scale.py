@@ -86,6 +86,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=1_000_000, help="n-body steps (published: 5,000,000)")
     ap.add_argument("--out", type=Path, default=RESULTS / "cpu_scale.json")
     args = ap.parse_args()
+    if args.steps < 1:
+        ap.error(f"--steps must be at least 1, got {args.steps}")
     bodies = [(list(r), list(v), m) for r, v, m in BODIES]
     px = py = pz = 0.0
     for _r, v, m in bodies:

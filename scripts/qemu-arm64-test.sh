@@ -43,18 +43,23 @@ if [ ! -x "$ROOT/usr/bin/python3" ] || [ "$(cat "$ROOT/.packages" 2>/dev/null)" 
   echo "$PACKAGES" >"$ROOT/.packages"
 fi
 
-if [ ! -f "$SITE/.stamp" ]; then
-  echo "installing aarch64 wheels (numpy, scipy, pytest) into $SITE"
+# Bedside's own requirements (the tests' conftest imports the config, hence pydantic and the
+# rest) and pytest, from aarch64 wheels, as pip on a Pi would take them. The checkout itself
+# comes first on PYTHONPATH, so the tests run the code of this tree.
+WANT="$(sha256sum pyproject.toml | cut -c1-16) pytest>=8 pytest-timeout>=2.2"
+if [ "$(cat "$SITE/.stamp" 2>/dev/null)" != "$WANT" ]; then
+  echo "installing Bedside's requirements and pytest from aarch64 wheels into $SITE"
+  rm -rf "$SITE"
   platforms=(--platform manylinux2014_aarch64)
   for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
-  "$PYTHON_HOST" -m pip install --isolated --quiet --disable-pip-version-check --only-binary=:all: "${platforms[@]}" \
-    --python-version 3.11 --implementation cp --abi cp311 --target "$SITE" \
-    "numpy>=1.26" "scipy>=1.11" "pytest>=8" "pytest-timeout>=2.2"
-  touch "$SITE/.stamp"
+  "$PYTHON_HOST" -m pip install --isolated --quiet --disable-pip-version-check --only-binary=:all: \
+    "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311 --target "$SITE" \
+    "$PWD[pi]" "pytest>=8" "pytest-timeout>=2.2"
+  echo "$WANT" >"$SITE/.stamp"
 fi
 
 run() {
-  PYTHONPATH="$SITE:$PWD" PYTHONDONTWRITEBYTECODE=1 \
+  PYTHONPATH="$PWD:$SITE" PYTHONDONTWRITEBYTECODE=1 \
     qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3" "$@"
 }
 
