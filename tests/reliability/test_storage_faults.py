@@ -167,3 +167,66 @@ def test_a_reader_holding_a_read_transaction_does_not_block_the_daemon(tmp_path:
     assert live_after > live_before, "the live state kept being updated"
     assert integrity(db) == "ok"
     assert "locked" not in (tmp_path / "d.log").read_text()
+
+
+# --- a damaged database (issue 18, finding 12) --------------------------------------------------
+
+
+def _damaged_database(tmp_path: Path) -> Path:
+    """Two simulated nights, then 200 bytes flipped in the events table's root page (as a bad SD card
+    sector would): SQLite opens the file, and ``PRAGMA quick_check`` finds the damage."""
+    from service.demo_history import build_history
+
+    db = tmp_path / "damaged.sqlite3"
+    build_history(db, nights=2, rate_hz=50.0, duration_h=2.0, tags=False)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    conn.close()
+    data = bytearray(db.read_bytes())
+    start = (root - 1) * page_size + 8
+    data[start : start + 200] = bytes(b ^ 0xFF for b in data[start : start + 200])
+    db.write_bytes(bytes(data))
+    return db
+
+
+def _bedside(*args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    from tests.daemonutil import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEDSIDE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_a_damaged_database_is_named_and_left_untouched_by_the_daemon_and_every_command(
+    tmp_path: Path,
+) -> None:
+    db = _damaged_database(tmp_path)
+    before = db.read_bytes()
+    run = _bedside("run", *_args(db, "--speed", "0", "--duration-s", "120"))
+    assert run.returncode == 5, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    for words in (str(db), "damaged", "quick_check", "Nothing was changed", "backup", ".recover"):
+        assert words in run.stderr, f"{words!r} not in {run.stderr[-2000:]!r}"
+    assert "Traceback" not in run.stderr
+    assert db.read_bytes() == before, "no migration, no write, no checkpoint into the damaged file"
+
+    status = _bedside("status", "--db", str(db))
+    assert status.returncode == 5 and "damaged" in status.stdout and "quick_check" in status.stdout, status
+    as_json = _bedside("status", "--db", str(db), "--json")
+    assert as_json.returncode == 5 and '"damaged": true' in as_json.stdout
+
+    for command in (["nights"], ["tag", "--date", "2026-11-21", "caffeine"], ["report", "--out", "-"]):
+        done = _bedside(*command, "--db", str(db))
+        assert done.returncode == 5 and "damaged" in done.stderr, (command, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
+    assert db.read_bytes() == before
