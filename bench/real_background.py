@@ -23,10 +23,10 @@ Protocol (the same for every seed; a seed only changes the draws):
   - ``jerk``: one brief burst, 0.15-0.4 s (hypnic / myoclonic jerk; AASM 2012 does not score
     movements under 0.5 s as limb movements), onset within 5-30 ms, then a fall to zero; broadband
     2-20 Hz with a small displacement bump.
-  - ``limb_movement``: 0.6-9.9 s (AASM 2012 / WASM 2016 limb movement: 0.5-10 s), drawn so that a
-    third are 2.5-4.5 s (the range a duration-only rule confuses with large movements); onset and
-    release ramps of 0.05-0.3 s, one or two flexion lobes, 1-20 Hz with a modest displacement
-    that returns to the same level: **no change of posture**.
+  - ``limb_movement``: drawn 0.72-9.9 s, so truth spans of 0.65-9.6 s (AASM 2012 / WASM 2016 limb
+    movement: 0.5-10 s), a third of them drawn 2.5-4.5 s (the range a duration-only rule
+    confuses with large movements); onset and release ramps of 0.05-0.3 s, one or two flexion
+    lobes, 1-20 Hz with a modest displacement that returns to the same level: **no change of posture**.
   - ``large_movement``: 3-30 s whole-body movement (IRLSSG / WASM 2016 "large muscle group
     movement", turning over): several lobes, energy weighted to 0.5-8 Hz, a large displacement,
     and a **change of posture**: after it the background's level steps and its heartbeat and
@@ -38,14 +38,22 @@ Protocol (the same for every seed; a seed only changes the draws):
   - No truth lies within the boundary tolerance (0.1 s) of a duration that decides its type
     (0.5 s between jerk and limb movement, 10 s for a limb movement): there a correct detection
     within 0.1 s may fall either side of the rule, so such a truth tests the draw, not the detector.
-  - PLM series: 4-6 limb movements of 0.6-5 s, onset to onset 12-40 s (inside both the AASM
+  - PLM series: 4-6 limb movements of 0.72-5 s (drawn), onset to onset 12-40 s (inside both the AASM
     5-90 s and the WASM 2016 10-90 s rule); the truth series are found from the truth limb
     movements by that rule (``truth_series``), so any chance series counts too.
 * Layout per set: one PLM series with 90 s kept free of other movements either side, and
   5 jerks, 4 limb movements, 2 large movements, 1 tonic spasm and 1 clonus, each at least 15 s
   from the next (30 s after a large movement), none in the first 40 s (the detector's 30-s
   warm-up).
-* Truth span: the burst's support (first to last non-zero sample of its envelope).
+* Truth span, as the published scoring bounds a movement: relative to the resting level, not
+  where a tapered shape reaches exactly zero far below the noise floor. AASM 2012 / WASM 2016
+  start a limb movement where the EMG rises 8 uV above its resting level and end it where it
+  falls to within 2 uV of it; the detector's onset (``k_on`` = 3 x resting, i.e. the movement
+  adding 2 resting levels) is the 8 uV, so 2 uV is half a resting level. The truth runs from the
+  first to the last sample where the movement's own amplitude envelope (its shape's envelope
+  scaled so that its peak is the drawn ``PEAK_RATIO``) is at least ``TRUTH_LEVEL`` = 0.5 resting
+  levels. (Earlier versions took the envelope's whole support, first to last non-zero
+  sample: on a jerk's raised-cosine fall that adds 0.03-0.07 s of tail no scorer would count.)
 * Scoring (``score``): per type, a detection matches a truth of the same type whose span it
   overlaps (one to one, largest overlap first): precision and recall; PLM series likewise.
   Boundaries: each truth movement against the detected movement (any type) overlapping it most:
@@ -93,6 +101,7 @@ PEAK_RATIO = {  # peak 0.1-s RMS over the resting level (real movements: 5-20)
     "clonus": (8.0, 20.0),
 }
 BOUNDARY_TOL_S = 0.1
+TRUTH_LEVEL = 0.5  # resting levels: the movement's own envelope bounds its truth span (AASM 2 uV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +198,11 @@ def _slow(rng: np.random.Generator, n: int, rate_hz: float, hi_hz: float) -> np.
 
 def render(
     rng: np.random.Generator, kind: str, dur_s: float, rate_hz: float, unit: float
-) -> tuple[np.ndarray, dict[str, float]]:
+) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
     """One movement's samples (``kind``: jerk, limb_movement, large_movement, tonic, clonus).
 
     ``unit`` is the resting level; the burst's 0.1-s RMS peaks at a draw from ``PEAK_RATIO``.
+    Also returns its own amplitude envelope in resting levels (peak: the drawn ratio).
     """
     n = max(2, round(dur_s * rate_hz))
     t = np.arange(n) / rate_hz
@@ -255,13 +265,14 @@ def render(
     fn = max(1, round(0.1 * rate_hz))
     k = band.size // fn
     top = float(np.sqrt((band[: k * fn].reshape(k, fn) ** 2).mean(axis=1)).max())
-    return wave * (peak / max(top, 1e-12)), details
+    own = env * (peak / unit) / max(float(env.max()), 1e-12)
+    return wave * (peak / max(top, 1e-12)), details, own
 
 
 def _draw_limb_s(rng: np.random.Generator) -> float:
     r = rng.random()
     if r < 0.35:
-        return float(rng.uniform(0.6, 2.5))
+        return float(rng.uniform(0.72, 2.5))
     if r < 0.7:
         return float(rng.uniform(2.5, 4.5))
     return float(rng.uniform(4.5, 9.9))
@@ -284,7 +295,7 @@ def make_set(seed: int, rate_hz: float) -> Set:
     items += [("tonic", float(rng.uniform(2.5, 10.0))), ("clonus", float(rng.uniform(2.5, 10.0)))]
     n_plm = int(rng.integers(4, 7))
     plm_iv = rng.uniform(12.0, 40.0, n_plm - 1)
-    plm_dur = rng.uniform(0.6, 5.0, n_plm)
+    plm_dur = rng.uniform(0.72, 5.0, n_plm)
     plm_len = float(plm_iv.sum() + plm_dur[-1])
     items.append(("plm", plm_len))
     order = rng.permutation(len(items))
@@ -347,13 +358,16 @@ def _plant(
     note: str,
 ) -> Planted:
     """Add one movement to ``x`` at ``at_s``; ``unit`` is the resting level there."""
-    wave, details = render(rng, kind, dur_s, rate_hz, unit)
+    wave, details, own = render(rng, kind, dur_s, rate_hz, unit)
     i = round(at_s * rate_hz)
     x[i : i + wave.size] += wave
     typ = "spasm" if kind in ("tonic", "clonus") else kind
     if kind in ("tonic", "clonus"):
         note = kind
-    return Planted(typ, i / rate_hz, (i + wave.size) / rate_hz, note, dict(details))
+    on = np.flatnonzero(own >= TRUTH_LEVEL)
+    a, b = (int(on[0]), int(on[-1]) + 1) if on.size else (0, wave.size)
+    details["drawn_s"] = round(dur_s, 3)
+    return Planted(typ, (i + a) / rate_hz, (i + b) / rate_hz, note, dict(details))
 
 
 def truth_series(truth: list[Planted], profile: str) -> list[Planted]:
