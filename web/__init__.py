@@ -148,7 +148,10 @@ def _database_error(exc: sqlite3.Error) -> ResponseReturnValue:
 def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with the
+    # dashboard's own form posts, and web.access refuses writes from an origin it cannot check.
+    # Other sites still get no referrer.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     if _wants_json() or request.endpoint != "static":
         response.headers.setdefault("Cache-Control", "no-store")
     return response

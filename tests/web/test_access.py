@@ -197,6 +197,9 @@ def test_a_write_from_another_origin_is_refused(week: Week) -> None:
             "/api/tags", "POST", json_body=body, headers={"X-CSRF-Token": token, "Origin": handle.url}
         )
         assert same.status == 201
+        # Browsers send "Origin: null" with same-site form posts under Referrer-Policy no-referrer;
+        # same-origin keeps the real Origin on the dashboard's own posts (and none for other sites).
+        assert client.request("/checkin").headers["Referrer-Policy"] == "same-origin"
 
 
 # --- the login limits -------------------------------------------------------------------------
