@@ -384,6 +384,8 @@ install_all() {
     fi
     hardware_hints
     say "installed: config $CONFIG, data $STATE, logs: journalctl -u bedside -u bedside-web"
+    say "next: set the sensor and broker in /etc/bedside/bedside.toml, then check everything with:"
+    say "  sudo /opt/bedside/venv/bin/bedside doctor      (docs/install.md, step 7 on)"
 }
 
 if [[ $UNINSTALL -eq 1 ]]; then
