@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ import numpy as np
 import paho.mqtt.publish as publish
 import pytest
 import tomli_w
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from service.cli import EXIT_INPUT, EXIT_OK, main
+from service.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, main
 from service.commands import CommandError, MarkCommand, NightCommand, ProfileCommand, parse_command
 from service.config import Config, load_config
 from service.errors import ConfigError
@@ -228,3 +229,140 @@ def test_any_csv_text_is_analysed_or_refused_with_exit_4(tmp_path: Path, lines: 
     path.write_text("t,x\n" + "\n".join(lines) + "\n")
     code = main(["analyze", str(path), "--time-column", "t", "--time-unit", "ms", "--json"])
     assert code in (EXIT_OK, EXIT_INPUT)
+
+
+# --- inputs that used to end in a traceback or a hang (issue 18, finding 9) ---------------------
+
+LONG_FIELD = "7" * 140_000  # over the csv module's field limit of 131,072 characters
+LONG_CSVS: list[tuple[str, str, list[str], str]] = [
+    ("a long header", "t,x" + "y" * 140_000 + "\n0,1\n4,2\n", [], "line 1"),
+    ("a long quoted value", f't,x\n0,1\n4,"{LONG_FIELD}"\n8,2\n', ["--time-column", "t"], "line 3"),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "args", "line"), LONG_CSVS, ids=[c[0] for c in LONG_CSVS])
+@pytest.mark.parametrize("command", ["analyze", "run"])
+def test_a_csv_field_over_the_csv_limit_is_an_unreadable_recording_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, what: str, text: str,
+    args: list[str], line: str,
+) -> None:  # fmt: skip
+    path = tmp_path / "long.csv"
+    path.write_text(text)
+    if command == "analyze":
+        argv = ["analyze", str(path), *args]
+    else:
+        argv = ["run", "--sensor", f"replay:{path}", "--db", str(tmp_path / "r.sqlite3"), "--no-mqtt",
+                "--no-web", "--speed", "0"]  # fmt: skip
+        if args:
+            os.environ["BEDSIDE_SENSOR__REPLAY_TIME_COLUMN"] = "t"
+    try:
+        assert main(argv) == EXIT_INPUT
+    finally:
+        os.environ.pop("BEDSIDE_SENSOR__REPLAY_TIME_COLUMN", None)
+    err = capsys.readouterr().err
+    assert line in err and "longer than 131072" in err and "Traceback" not in err, err
+
+
+def test_a_counts_csv_with_an_over_long_field_is_an_unreadable_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "counts.csv"
+    path.write_text(f"count\n1\n{LONG_FIELD}\n2\n")
+    assert main(["score-sleep", str(path), "--column", "count", "--epoch-s", "60"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "line 3" in err and "field limit" in err, err
+
+
+def _validate(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["validate-config", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_config_nested_50000_deep_or_with_a_4301_digit_integer_is_a_config_error_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[sensor]\nseed = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert "line 2 (sensor.seed)" in _validate(path, capsys)
+    path.write_text("[sensor]\nspeed = 1.0\n\n[mqtt]\nport = " + "1" * 4301 + "\n")
+    assert "line 5 (mqtt.port)" in _validate(path, capsys)
+    for name, raw in (("BEDSIDE_SENSOR__SEED", "[" * 50_000 + "]" * 50_000),
+                      ("BEDSIDE_MQTT__PORT", "9" * 5000)):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            load_config(environ={name: raw})
+        message = str(caught.value)
+        assert name.split("__")[1].lower() in message and len(message) < 400, message
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    when=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    offset_min=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+    via_env=st.booleans(),
+)
+@example(when=datetime(1, 1, 1), offset_min=14 * 60, via_env=False)  # before UTC's first day
+@example(when=datetime(9999, 12, 31, 23, 0), offset_min=-14 * 60, via_env=True)  # after its last
+def test_any_sim_start_with_any_offset_loads_or_is_a_config_error_naming_it(
+    tmp_path: Path, when: datetime, offset_min: int, via_env: bool
+) -> None:
+    text = when.replace(tzinfo=timezone(timedelta(minutes=offset_min))).isoformat()
+    path = tmp_path / "start.toml"
+    path.write_text(f'[sensor]\nsim_start = "{text}"\n')
+    try:
+        if via_env:
+            load_config(environ={"BEDSIDE_SENSOR__SIM_START": text})
+        else:
+            load_config(path, environ={})
+    except ConfigError as exc:
+        assert "sim_start" in str(exc), str(exc)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(digits=st.integers(1, 6000), key=st.sampled_from(KNOWN_KEYS))
+def test_an_integer_of_any_length_for_any_key_loads_or_is_a_config_error(
+    tmp_path: Path, digits: int, key: tuple[str, str]
+) -> None:
+    path = tmp_path / "long-int.toml"
+    path.write_text(f"[{key[0]}]\n{key[1]} = {'9' * digits}\n")
+    try:
+        load_config(path, environ={})
+    except ConfigError as exc:
+        assert f"{key[0]}.{key[1]}" in str(exc) or key[1] in str(exc), str(exc)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom", "2 MiB", "directory"])
+def test_validate_config_refuses_what_is_not_a_small_regular_file_at_once(tmp_path: Path, kind: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.daemonutil import REPO
+
+    path = tmp_path / "bedside.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind.startswith("/dev/"):
+        path.symlink_to(kind)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.write_text("# padding\n" * (2 * 2**20 // 10))
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "service", "validate-config", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert time.monotonic() - t0 < 30
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert str(path) in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_password_file_that_is_a_fifo_or_a_device_is_a_config_error(tmp_path: Path) -> None:
+    from service.config import read_secret
+
+    fifo = tmp_path / "pw"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="FIFO"):
+        read_secret(str(fifo), "mqtt_password")
+    with pytest.raises(ConfigError, match="character device"):
+        read_secret("/dev/zero", "mqtt_password")
