@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import shutil
 import socket
@@ -12,6 +13,11 @@ from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+#: Every broker started and not yet stopped: ``stop_leftover_brokers`` (after each test, from
+#: tests/conftest.py, and at exit) stops them, so a test that fails before its own ``stop()`` leaves
+#: no mosquitto behind.
+_RUNNING: set[Broker] = set()
 
 
 def free_port() -> int:
@@ -33,7 +39,7 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
-@dataclass
+@dataclass(eq=False)
 class Broker:
     """One mosquitto process. ``stop()`` and ``start()`` again keep the same port (outage tests)."""
 
@@ -82,6 +88,7 @@ class Broker:
         self.proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        _RUNNING.add(self)
         try:
             wait_port(self.port)
         except TimeoutError:
@@ -90,6 +97,7 @@ class Broker:
             raise RuntimeError(f"mosquitto did not start:\n{log}") from None
 
     def stop(self) -> None:
+        _RUNNING.discard(self)
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -98,3 +106,20 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+def running_brokers() -> set[Broker]:
+    """The brokers started and not yet stopped."""
+    return set(_RUNNING)
+
+
+def stop_leftover_brokers(keep: set[Broker] | frozenset[Broker] = frozenset()) -> int:
+    """Stop every broker started and not stopped (its test failed first) but those in ``keep`` (a
+    module's broker, which outlives a test); how many there were."""
+    left = [b for b in _RUNNING if b not in keep]
+    for broker in left:
+        broker.stop()
+    return len(left)
+
+
+atexit.register(stop_leftover_brokers)

@@ -7,10 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker
+from tests.broker import Broker, running_brokers, stop_leftover_brokers
+from tests.daemonutil import kill_leftover_daemons, started_daemons
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """After every test, passed or failed, end the brokers and daemons (with their dashboards) it
+    started and did not stop: a failure must not leave processes holding ports for the next ones.
+    Those of module fixtures, set up before this one, are left to their own teardown (and to the
+    exit handlers of tests/broker.py and tests/daemonutil.py)."""
+    brokers, daemons = running_brokers(), started_daemons()
+    yield
+    kill_leftover_daemons(keep=daemons)
+    stop_leftover_brokers(keep=brokers)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +16,11 @@ from typing import Any
 from service.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: Daemons started by ``start_daemon``: each leads its own process group (``start_new_session``), which
+#: holds its dashboard child too, so ``kill_leftover_daemons`` (after each test, from
+#: tests/conftest.py, and at exit) ends both when a test fails before stopping its daemon.
+_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def start_daemon(
@@ -28,15 +35,42 @@ def start_daemon(
     clean.update(env or {})
     log = log_path.open("wb")
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "service", "run", *args],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=clean,
+            start_new_session=True,
         )
     finally:
         log.close()
+    _STARTED.append(proc)
+    return proc
+
+
+def started_daemons() -> set[int]:
+    """The process ids of the daemons started so far and not yet cleaned up."""
+    return {proc.pid for proc in _STARTED}
+
+
+def kill_leftover_daemons(keep: set[int] | frozenset[int] = frozenset()) -> int:
+    """SIGKILL the process group (the daemon and its dashboard) of every daemon started here but those
+    in ``keep`` (a module's daemon, which outlives a test), if anyone is left in it (the test failed
+    before stopping it); how many groups were killed."""
+    killed = 0
+    for proc in [p for p in _STARTED if p.pid not in keep]:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 0)  # anyone left in the group, the daemon or a child it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed += 1
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        _STARTED.remove(proc)
+    return killed
+
+
+atexit.register(kill_leftover_daemons)
 
 
 def stop_daemon(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
