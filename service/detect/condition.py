@@ -35,6 +35,7 @@ class Bands:
     move: np.ndarray
     breath: np.ndarray
     fault: np.ndarray  # bool: the decimated sample was a repaired (held) value
+    raw: np.ndarray  # the decimated signal before the band split (movement boundaries use it)
 
 
 class _Sos:
@@ -123,7 +124,7 @@ class Conditioner:
         yd = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0)
         fd = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, bool)
         if len(pieces) == 1 and not pieces[0][2] and not self._pending_reset:
-            return Bands(self.move(yd), self.breath(yd), fd)
+            return Bands(self.move(yd), self.breath(yd), fd, yd)
         # internal-rate filters restart at the first decimated value after a reset
         move = np.empty_like(yd)
         breath = np.empty_like(yd)
@@ -142,4 +143,4 @@ class Conditioner:
             breath[pos : pos + m] = self.breath(y_k)
             pos += m
         self._pending_reset = pending_reset
-        return Bands(move, breath, fd)
+        return Bands(move, breath, fd, yd)

@@ -144,7 +144,14 @@ class Detector:
         self.env = FrameEnvelope(self.frame_n)
         self.base = Baseline(self.frame_s, p)
         self.seg = Segmenter(self.frame_s, p)
-        self.n_lookback = max(0, round(p.onset_lookback_s / self.frame_s))
+        # movement boundaries on the samples (see _bounds_s)
+        self.n_look = max(0, round(p.onset_lookback_s * self.fs))
+        self.n_gap = max(0, round(p.onset_gap_s * self.fs))
+        self.n_rest = max(1, round(p.end_rest_s * self.fs))
+        self.n_rms = max(1, round(p.frame_s * self.fs))
+        self.n_hp = max(1, round(p.boundary_highpass_s * self.fs))
+        self.n_smooth = max(1, round(p.boundary_smooth_s * self.fs))
+        self.n_pad = self.n_hp + self.n_rms  # margin before the lookback (centred windows)
         self.n_before = max(1, round(p.posture_window_s / self.frame_s))
         self.plm = PlmTracker(p)
         self.restless = RestlessTracker(p)
@@ -165,7 +172,9 @@ class Detector:
         keep_int = round(keep_s * self.fs)
         self.t_move = _Tape(np.float64, keep_int)
         self.t_breath = _Tape(np.float64, keep_int)
+        self.t_raw = _Tape(np.float64, keep_int)
         keep_fr = round(keep_s / self.frame_s)
+        self.f_base = _Tape(np.float64, keep_fr)
         self.f_ratio = _Tape(np.float64, keep_fr)
         self.f_moving = _Tape(np.bool_, keep_fr)
         self.f_fault = _Tape(np.bool_, keep_fr)
@@ -232,6 +241,7 @@ class Detector:
         bands = self.cond.process(h.clean, h.fault, h.resets)
         self.t_move.append(bands.move)
         self.t_breath.append(bands.breath)
+        self.t_raw.append(bands.raw)
         env, ff = self.env.process(bands.move, bands.fault)
         renv, rf, rbase = self.base.process(env, ff)
         if renv.size:
@@ -290,6 +300,7 @@ class Detector:
         n = env.size
         ratio = env / base
         self.f_ratio.append(ratio)
+        self.f_base.append(base)
         self.f_fault.append(fault)
         pend: list[Pending] = []
         upd = self.seg.process(env, base, fault)
@@ -338,7 +349,7 @@ class Detector:
         breath = self.t_breath.get(s.start * self.frame_n, s.end * self.frame_n)
         before = self.t_breath.get((s.start - self.n_before) * self.frame_n, s.start * self.frame_n)
         lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath, before)
-        start_s, end_s = self._bounds_s(s, ratio)
+        start_s, end_s = self._bounds_s(s)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
         if not lab.type:
             return [off_state]
@@ -359,30 +370,70 @@ class Detector:
         moves.append(_Move(s.decided, at, lab.type, start_s, end_s, lab.intensity))
         return [self._pend(at, ORDER_MOVEMENT, ev), off_state]
 
-    def _bounds_s(self, s: Segment, ratio: np.ndarray) -> tuple[float, float]:
-        """A movement's physical start and end, seconds (see ``onset_lookback_s``, ``end_fraction``).
+    def _bounds_s(self, s: Segment) -> tuple[float, float]:
+        """A movement's physical start and end, seconds, placed on the samples, not the frames.
 
-        The segment runs from the first frame above ``k_on`` to the last above ``k_off``. The
-        start moves back over the frames just before it that are already above ``k_off`` (the
-        rise a slow onset spends under ``k_on``; at most ``onset_lookback_s``). The end moves
-        back to the last frame at or above ``end_fraction`` of the movement's peak (when that is
-        above ``k_off``): what follows is the band filters' ring-down and the tail of the decay,
-        not the movement.
+        The segment runs from the first 0.1-s frame above ``k_on`` to the last above ``k_off``;
+        it is final ``max(min_off_s, merge_gap_s)`` after that, so the samples around both
+        ends are at hand (only samples before the deciding frame are read: the result does not
+        depend on the block size). Relative to the baseline at the onset:
+
+        * start: from the end of the onset frame back over the samples whose centred 0.1-s
+          RMS of the movement band is at or above ``onset_k`` (dips shorter than
+          ``onset_gap_s`` pass), at most ``onset_lookback_s`` before the onset frame: the rise
+          a movement spends under ``k_on``;
+        * end: the last sample up to the segment's end frame whose *edge envelope* is at or
+          above ``end_k``. The edge envelope is the centred ``boundary_smooth_s`` RMS of the
+          decimated input minus its centred ``boundary_highpass_s`` mean: a short symmetric
+          high-pass, so what follows the movement is not the band filters' ring-down (which
+          lasts about 0.3 s after a strong jerk at a 2-Hz edge).
         """
         p = self.params
-        start = s.start
-        look = self.f_ratio.get(max(0, s.start - self.n_lookback), s.start)
-        k = look.size
-        while k > 0 and look[k - 1] > p.onset_k:
-            k -= 1
-        start -= look.size - k
-        end = s.end
-        if ratio.size:
-            level = max(p.k_off, p.end_fraction * float(ratio.max()))
-            above = np.flatnonzero(ratio >= level)
-            if above.size:
-                end = s.start + int(above[-1]) + 1
-        return self._t(start), self._t(end)
+        fn = self.frame_n
+        i_on = s.start * fn  # first internal sample of the onset frame
+        hi = s.decided * fn
+        lo = max(i_on - self.n_look - self.n_rest - self.n_pad, 0)
+        coarse = self._t(s.start), self._t(s.end)
+        if hi <= i_on or hi - lo > self.t_move.keep:
+            # longer than the tapes are sure to hold (whatever the block size): the frames
+            return coarse
+        band = self.t_move.get(lo, hi)
+        raw = self.t_raw.get(lo, hi)
+        base = self.f_base.get(s.start, s.start + 1)
+        if band.size != hi - lo or raw.size != hi - lo or base.size == 0:
+            return coarse
+        b0 = float(base[0])
+        on = _centred_rms(band, self.n_rms) >= p.onset_k * b0
+        # start: back from the onset frame's last sample over the rise
+        k = i_on + fn - 1 - lo
+        floor = max(0, i_on - self.n_look - lo)
+        start = k
+        while start > floor:
+            below = np.flatnonzero(~on[floor:start])
+            if below.size == 0:
+                start = floor
+                break
+            j = floor + int(below[-1])  # the last sample below the rise level
+            run = np.flatnonzero(on[floor:j])  # ... and the rise before its dip
+            d0 = floor + int(run[-1]) + 1 if run.size else floor
+            if run.size == 0 or j + 1 - d0 > self.n_gap:
+                start = j + 1
+                break
+            start = d0
+        raw_c = raw - float(raw.mean())
+        edge = raw_c - _centred_mean(raw_c, self.n_hp)
+        env = _centred_rms(edge, self.n_smooth)
+        e_hi = min(s.end * fn - lo, env.size)
+        # the resting level of the edge envelope itself (its heartbeat peaks) just before the
+        # movement, so that a heartbeat in the segment's k_off tail is not taken for its end
+        rest = env[max(self.n_pad, start - self.n_rest) : max(self.n_pad, start - self.n_smooth)]
+        level = p.end_k * b0
+        if rest.size:
+            level = min(max(level, p.end_rest_k * float(rest.max())), p.k_off * b0)
+        above = np.flatnonzero(env[start:e_hi] >= level)
+        end = start + int(above[-1]) + 1 if above.size else e_hi
+        to_s = self.factor / self.rate_hz
+        return (lo + start) * to_s, (lo + end) * to_s
 
     def _series(self, items: list[SeriesOut], at: int | None) -> list[Pending]:
         """Series events; ``at`` is the deciding movement's index, None for timeouts."""
@@ -636,6 +687,22 @@ class Detector:
             return before[-1].seq
         after = [m for m in self.recent_moves if aw.start_s < m.start_s <= aw.start_s + self.params.epoch_s]
         return after[0].seq if after else None
+
+
+def _centred_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """The mean of ``x`` over ``n`` samples centred on each sample (zeros beyond the ends)."""
+    if n <= 1:
+        return x.copy()
+    c = np.concatenate(([0.0], np.cumsum(x)))
+    i = np.arange(x.size)
+    a = np.clip(i - n // 2, 0, x.size)
+    b = np.clip(i - n // 2 + n, 0, x.size)
+    return (c[b] - c[a]) / n
+
+
+def _centred_rms(x: np.ndarray, n: int) -> np.ndarray:
+    """The RMS of ``x`` over ``n`` samples centred on each sample."""
+    return np.sqrt(np.maximum(_centred_mean(x * x, n), 0.0))
 
 
 ANALYZE_CHUNK_S = 600.0

@@ -31,18 +31,33 @@ class DetectorParams:
     min_off_s: float = param(0.5, "Seconds below k_off x baseline that end a movement (AASM: 0.5).")
     merge_gap_s: float = param(0.5, "Movements separated by less than this many seconds merge.")
     onset_lookback_s: float = param(
-        0.5,
-        "A movement's reported start moves back over up to this many seconds of envelope already "
-        "above onset_k x baseline just before it crossed k_on (its rise).",
+        1.0,
+        "A movement's reported start moves back over up to this many seconds of its rise before it "
+        "crossed k_on: samples whose 0.1-s RMS stays at or above onset_k x baseline.",
     )
     onset_k: float = param(
-        1.0, "... the frames moved over are those above onset_k x baseline (the resting heartbeat peak)."
+        1.0, "... the samples moved over are at or above onset_k x baseline (the resting heartbeat peak)."
     )
-    end_fraction: float = param(
-        0.2,
-        "A movement's reported end is the last frame at or above this fraction of its peak (and "
-        "k_off): later frames are the band filters' ring-down and the decay's tail.",
+    onset_gap_s: float = param(
+        0.1, "... dips below onset_k shorter than this (a slow carrier's zero crossings) do not stop it."
     )
+    end_k: float = param(
+        1.0,
+        "A movement's reported end is the last sample whose edge envelope (boundary_highpass_s, "
+        "boundary_smooth_s) is at or above end_k x baseline: its own energy, not the band filters' ring.",
+    )
+    end_rest_s: float = param(
+        1.2,
+        "... end_k is raised to end_rest_k x the largest edge envelope over this many seconds before "
+        "the movement's start (its resting heartbeat peaks on this envelope), at most k_off.",
+    )
+    end_rest_k: float = param(1.2, "... (see end_rest_s).")
+    boundary_highpass_s: float = param(
+        0.15,
+        "The edge envelope's signal: the decimated input minus its centred moving mean over this many "
+        "seconds (a short symmetric high-pass that rings for at most this long).",
+    )
+    boundary_smooth_s: float = param(0.04, "The edge envelope's centred RMS window, seconds.")
     baseline_window_s: float = param(30.0, "Window of the robust resting baseline (median), seconds.")
     epoch_s: float = param(30.0, "Sleep/wake epoch length, seconds.")
     wake_bout_epochs: int = param(2, "Consecutive wake epochs that make an awakening.")
