@@ -502,15 +502,13 @@ def _cmd_set_password(args: argparse.Namespace) -> int:
     """Ask for the dashboard password twice (or read one line from stdin) and store its hash.
 
     Often run as root in the service user's folder (docs/install.md), so the file is written
-    without following links (``service.store.files.write_private_file``) and, as root, handed to
+    without following links (``web.security.write_password_file``) and, as root, handed to
     the folder's owner on its descriptor: a link planted there is refused, never written through."""
     import getpass
 
-    from werkzeug.security import generate_password_hash
-
     from service.config import load_config
-    from service.store.files import check_not_a_link, write_private_file
-    from web.security import MIN_PASSWORD_CHARS, password_file_beside
+    from service.store.files import check_not_a_link
+    from web.security import PasswordError, password_file_beside, write_password_file
 
     cfg = load_config(args.config, overrides={"storage": {"db_path": args.db}} if args.db else None)
     try:
@@ -527,16 +525,11 @@ def _cmd_set_password(args: argparse.Namespace) -> int:
         if getpass.getpass("Again: ") != password:
             print("bedside set-password: the two passwords differ; nothing changed", file=sys.stderr)
             return EXIT_USAGE
-    if len(password) < MIN_PASSWORD_CHARS:
-        print(
-            f"bedside set-password: password must be at least {MIN_PASSWORD_CHARS} characters long; "
-            "nothing changed",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    text = generate_password_hash(password, method="scrypt") + "\n"
     try:
-        write_private_file(path, text.encode("utf-8"), give_to_folder_owner=True)
+        write_password_file(path, password, give_to_folder_owner=True)
+    except PasswordError as exc:
+        print(f"bedside set-password: {exc}; nothing changed", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"bedside set-password: cannot write {path}: {exc}; nothing changed", file=sys.stderr)
         return EXIT_FAILURE

@@ -48,6 +48,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, Forbidden
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from service.store.files import read_regular_file, write_private_file
 from web.inputs import safe_next
 from web.sessions import REVOKED_FILE_NAME, RevokedSessions
 
@@ -89,34 +90,36 @@ def password_file_beside(database: str | Path) -> Path:
     return Path(database).resolve().parent / PASSWORD_FILE_NAME
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by the owner only (0600), replacing it atomically."""
+def _write_private(path: Path, text: str, *, give_to_folder_owner: bool = False) -> None:
+    """Write ``text`` to ``path`` (0600) atomically, never through a link planted in the folder
+    (``service.store.files.write_private_file``); the folder is made if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private_file(path, text.encode("utf-8"), give_to_folder_owner=give_to_folder_owner)
 
 
-def write_password_file(path: str | Path, password: str) -> None:
-    """Store a scrypt hash of ``password`` in ``path`` (0600). Raises PasswordError if too short."""
+def write_password_file(path: str | Path, password: str, *, give_to_folder_owner: bool = False) -> None:
+    """Store a scrypt hash of ``password`` in ``path`` (0600). Raises PasswordError if too short,
+    UnsafeFileError (an OSError) if ``path`` is a link or not a regular file.
+
+    ``give_to_folder_owner``: run as root (``sudo bedside set-password``), the file goes to the
+    owner of its folder, so the service user can read it."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise PasswordError(f"password must be at least {MIN_PASSWORD_CHARS} characters long")
-    _write_private(Path(path), generate_password_hash(password, method="scrypt") + "\n")
+    hashed = generate_password_hash(password, method="scrypt") + "\n"
+    _write_private(Path(path), hashed, give_to_folder_owner=give_to_folder_owner)
 
 
 def read_password_hash(path: str | Path) -> str | None:
-    """The stored hash, or None when no password has been set (file missing or empty)."""
+    """The stored hash, or None when no password has been set (file missing or empty).
+
+    Only a regular file of at most 1 MiB is read (a FIFO or a link to ``/dev/zero`` is a
+    PasswordError, not a hang)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8").strip()
+        text = read_regular_file(p).decode("utf-8").strip()
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise PasswordError(f"cannot read password file {p}: {exc}") from exc
     return text or None
 
@@ -132,10 +135,10 @@ def load_secret_key(database: str | Path) -> str | None:
         return from_env
     path = Path(database).resolve().parent / SECRET_KEY_FILE_NAME
     try:
-        existing = path.read_text(encoding="utf-8").strip()
+        existing = read_regular_file(path).decode("utf-8").strip()
     except FileNotFoundError:
         existing = ""
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         logger.warning("cannot read %s (%s); sessions will end when the web process restarts", path, exc)
         return None
     if existing:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from service.store.files import read_regular_file, write_private_file
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class RevokedSessions:
 
     def _load(self) -> None:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_regular_file(self.path).decode("utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             self._until = {str(k): float(v) for k, v in data.items()}
@@ -66,18 +67,6 @@ class RevokedSessions:
             self._until[sid] = until
             text = json.dumps(self._until, sort_keys=True)
             try:
-                _write_private(self.path, text)
+                write_private_file(self.path, text.encode("utf-8"))
             except OSError as exc:
                 logger.error("cannot save %s (%s): the logout holds only until a restart", self.path, exc)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by the owner only (0600), replacing it atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
