@@ -13,17 +13,17 @@ import logging
 import sqlite3
 import tempfile
 import zipfile
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
 from service.detect.types import EVENT_TYPES
-from service.history.load import checkins_by_date, load_night, tags_by_date
-from service.history.summary import summarize_night
+from service.history.load import checkins_by_date, tags_by_date
 from service.history.user_data import (
     LABELS,
     TAGS,
@@ -34,7 +34,7 @@ from service.history.user_data import (
     remove_tag,
     set_checkin,
 )
-from service.timefmt import iso_utc, utc_now
+from service.timefmt import iso_utc, parse_iso_utc, utc_now
 from web import charts, display, history, queries, snippets, status_info
 from web.db import get_db
 from web.inputs import BadInput, clean_text, parse_int
@@ -49,7 +49,7 @@ TONIGHT_EVENTS = 50
 
 NIGHTS_PAGE_LIMIT = 365
 
-NIGHT_EVENTS_PAGE = 300
+NIGHT_EVENTS_PAGE = 100
 """Rows per page of a night's event table (``/night/<id>?page=N``); the charts show every event."""
 
 SORT_KEYS: dict[str, tuple[str, ...]] = {
@@ -83,6 +83,7 @@ def tonight() -> ResponseReturnValue:
     return render_template(
         "tonight.html",
         page="tonight",
+        chart=_tonight_chart(conn, live["night_id"]),
         has_data=conn is not None,
         live=live,
         night=live["night"],
@@ -95,6 +96,55 @@ def tonight() -> ResponseReturnValue:
         state_labels=display.STATE_LABELS,
         now_local=display.now_local(),
     )
+
+
+@bp.app_template_filter("plot_figure")
+def plot_figure(body: Markup, name: str, title: str, unit: str, note: str = "") -> Markup:
+    """A drawn lane in its captioned figure (``charts.figure``)."""
+    return charts.figure(name, title, unit, body, str(note))
+
+
+LIVE_WINDOW_S = 3600
+"""Tonight's chart shows the last hour of the night."""
+
+
+def _tonight_chart(conn: sqlite3.Connection | None, night_id: str | None) -> dict[str, Any] | None:
+    """Tonight's last hour (activity, event marks, heart rate) up to the night's latest epoch or
+    its end; None before a night has begun."""
+    view = None if conn is None or night_id is None else history.night_view(conn, night_id)
+    if view is None:
+        return None
+    data = view.data
+    whole = charts.night_axis(data.night, data.epochs)
+    axis = charts.TimeAxis(max(whole.start, whole.end - timedelta(seconds=LIVE_WINDOW_S)), whole.end)
+    types = _event_types(data.events)
+
+    def draw() -> dict[str, Markup]:
+        heart, heart_note = charts.heart(axis, data.vitals, height=72)
+        return {
+            "activity": charts.activity(axis, data.epochs, height=72),
+            "markers": charts.event_markers(axis, data.events, types, display.EVENT_LABELS),
+            "heart": heart,
+            "heart_note": Markup(heart_note),
+        }
+
+    drawn = _drawing(("tonight", night_id, view.stamp, axis.start, axis.end), draw)
+    return {
+        **drawn,
+        "night_id": night_id,
+        "from": _clock(axis.start),
+        "to": _clock(axis.end),
+        "faults": sum(1 for e in data.events if e["event_type"] == "sensor_fault"),
+        "simulated": data.night.get("source") == "simulated" or "demo" in str(data.night.get("source") or ""),
+    }
+
+
+@bp.get("/tonight/chart")
+def tonight_chart() -> ResponseReturnValue:
+    """Tonight's last-hour chart alone (static/charts.js swaps it in when the night changes)."""
+    conn = get_db()
+    night_id = None if conn is None else queries.latest_night_id(conn)
+    return render_template("tonight_chart.html", chart=_tonight_chart(conn, night_id))
 
 
 def _dig(night: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -135,12 +185,111 @@ def nights() -> ResponseReturnValue:
 
 @bp.get("/night/<night_id>")
 def night(night_id: str) -> ResponseReturnValue:
-    """One night: timeline charts, the events, and a chosen event's waveform with its relabel form."""
+    """One night: timeline charts, the events, and a chosen event's waveform with its relabel form.
+
+    ``?from=HH:MM[:SS]&to=HH:MM[:SS]`` (local clock times within the night) zooms the timeline to
+    that stretch; ``?type=<event type>&at=HH:MM:SS`` (what a tap on an event mark sends) opens the
+    event of that type starting nearest that time; ``?event=<id>`` opens an event; ``?page=N``
+    pages the event table.
+    """
     conn = get_db()
-    data = None if conn is None else load_night(conn, night_id)
-    if conn is None or data is None:
+    view = None if conn is None else history.night_view(conn, night_id)
+    if conn is None or view is None:
         raise NotFound(description=f"no night with id {night_id!r}")
-    return _render_night(conn, data, request.args.get("event"), error=None)
+    if request.args.get("type") is not None or request.args.get("at") is not None:
+        found = _event_at(view.data, request.args.get("type"), request.args.get("at"))
+        keep = {k: v for k in ("from", "to") if (v := request.args.get(k))}
+        return redirect(url_for("dashboard.night", night_id=night_id, event=found, **keep) + "#event")
+    return _render_night(conn, view, request.args.get("event"), error=None)
+
+
+def _clock_in_night(text: str, field: str, axis: charts.TimeAxis) -> datetime:
+    """The moment of local clock time ``text`` (``HH:MM`` or ``HH:MM:SS``) within the night of
+    ``axis``: the first such moment at or after the night's start minute. BadRequest naming
+    ``field`` when unreadable or outside the night."""
+    try:
+        clock = time.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(
+            description=f"{field}: must be a local time as HH:MM or HH:MM:SS, got {text!r}"
+        ) from None
+    start = axis.start.astimezone()
+    first = start.replace(second=0, microsecond=0)
+    moment = datetime.combine(start.date(), clock).astimezone()
+    if moment < first:
+        moment = datetime.combine(start.date() + timedelta(days=1), clock).astimezone()
+    if moment > axis.end + timedelta(seconds=60):
+        raise BadRequest(
+            description=f"{field}: {text} is not within this night "
+            f"({start:%H:%M} to {axis.end.astimezone():%H:%M})"
+        )
+    return max(moment, axis.start)
+
+
+MIN_ZOOM_S = 60
+"""The shortest stretch the timeline zooms to."""
+
+AROUND_EVENT_S = 300
+"""An event's "zoom to it" link shows this much before its start and after its end."""
+
+
+def _zoom(axis: charts.TimeAxis) -> tuple[datetime, datetime] | None:
+    """The stretch ``?from=&to=`` asks for, checked against the night (None: the whole night)."""
+    first, last = request.args.get("from"), request.args.get("to")
+    if not first and not last:
+        return None
+    start = _clock_in_night(first, "from", axis) if first else axis.start
+    end = min(_clock_in_night(last, "to", axis), axis.end) if last else axis.end
+    if (end - start).total_seconds() < MIN_ZOOM_S:
+        raise BadRequest(description=f"to: must be at least {MIN_ZOOM_S} s after from ({first} to {last})")
+    return start, end
+
+
+def _event_at(data: Any, kind: str | None, at: str | None) -> str:
+    """The id of the event of ``kind`` (its label if relabelled) starting nearest local time ``at``."""
+    if kind is None or at is None:
+        raise BadRequest(description="type and at: give both (an event type and a local time HH:MM:SS)")
+    axis = charts.night_axis(data.night, data.epochs)
+    moment = _clock_in_night(at, "at", axis)
+    candidates = [e for e in data.events if (e.get("label") or e["event_type"]) == kind]
+    if not candidates:
+        raise NotFound(description=f"type: this night has no event of type {kind!r}")
+    secs = axis.seconds([str(e["start_at"]) for e in candidates])
+    target = (moment - axis.start).total_seconds()
+    return str(candidates[int(abs(secs - target).argmin())]["id"])
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def _event_types(events: list[dict[str, Any]]) -> list[str]:
+    present = {e.get("label") or e["event_type"] for e in events}
+    return [t for t in EVENT_TYPES if t in present]
+
+
+def _draw_timeline(axis: charts.TimeAxis, data: Any, types: list[str]) -> dict[str, Markup]:
+    """The timeline's lanes over ``axis``: activity, sleep, events, heart, breathing."""
+    heart, heart_note = charts.heart(axis, data.vitals)
+    breath, breath_note = charts.breath(axis, data.vitals)
+    return {
+        "activity": charts.activity(axis, data.epochs),
+        "sleep": charts.sleep_band(axis, data.epochs),
+        "markers": charts.event_markers(axis, data.events, types, display.EVENT_LABELS),
+        "heart": heart,
+        "heart_note": Markup(heart_note),
+        "breath": breath,
+        "breath_note": Markup(breath_note),
+    }
+
+
+def _drawing(key: tuple[Any, ...], draw: Any) -> dict[str, Markup]:
+    drawn = history.drawing_cache().get(key)
+    if drawn is None:
+        drawn = draw()
+        history.drawing_cache().put(key, drawn)
+    result: dict[str, Markup] = drawn
+    return result
 
 
 def _event_page(events: list[dict[str, Any]], chosen: dict[str, Any] | None) -> tuple[int, int]:
@@ -155,28 +304,52 @@ def _event_page(events: list[dict[str, Any]], chosen: dict[str, Any] | None) -> 
 
 
 def _render_night(
-    conn: sqlite3.Connection, data: Any, event_id: str | None, error: str | None
+    conn: sqlite3.Connection, view: history.NightView, event_id: str | None, error: str | None
 ) -> ResponseReturnValue:
-    summary = summarize_night(data)
-    axis = charts.night_axis(data.night, data.epochs)
-    types = [t for t in EVENT_TYPES if any((e.get("label") or e["event_type"]) == t for e in data.events)]
+    data = view.data
+    whole = charts.night_axis(data.night, data.epochs)
+    zoom = _zoom(whole)
+    axis = charts.TimeAxis(*zoom) if zoom else whole
+    types = _event_types(data.events)
+    drawn = _drawing(
+        ("night", str(data.night["id"]), view.stamp, axis.start, axis.end),
+        lambda: _draw_timeline(axis, data, types),
+    )
     chosen = None
     wave = None
+    around = None
     if event_id:
         chosen = next((e for e in data.events if e["id"] == event_id), None)
         if chosen is None:
             raise NotFound(description=f"event: night {data.night['id']!r} has no event {event_id!r}")
         found = snippets.load_snippet(conn, event_id)
+        t_start, t_end = parse_iso_utc(chosen["start_at"]), parse_iso_utc(chosen["end_at"])
         if found is not None:
-            from service.timefmt import parse_iso_utc
-
             t0 = parse_iso_utc(found.start_at)
             wave = charts.waveform(
-                found.samples,
-                found.rate_hz,
-                (parse_iso_utc(chosen["start_at"]) - t0).total_seconds(),
-                (parse_iso_utc(chosen["end_at"]) - t0).total_seconds(),
+                found.samples, found.rate_hz, (t_start - t0).total_seconds(), (t_end - t0).total_seconds()
             )
+        around = {
+            "from": _clock(max(t_start - timedelta(seconds=AROUND_EVENT_S), whole.start)),
+            "to": _clock(min(t_end + timedelta(seconds=AROUND_EVENT_S), whole.end)),
+        }
+    pan = None
+    if zoom:
+        span = axis.end - axis.start
+        pan = {
+            "earlier": {
+                "from": _clock(max(axis.start - span, whole.start)),
+                "to": _clock(max(axis.start, whole.start + span)),
+            }
+            if axis.start > whole.start
+            else None,
+            "later": {
+                "from": _clock(min(axis.end, whole.end - span)),
+                "to": _clock(min(axis.end + span, whole.end)),
+            }
+            if axis.end < whole.end
+            else None,
+        }
     night_date = str(data.night.get("night_date"))
     table_page, pages = _event_page(data.events, chosen)
     first = (table_page - 1) * NIGHT_EVENTS_PAGE
@@ -184,22 +357,23 @@ def _render_night(
         "night.html",
         page="nights",
         night=data.night,
-        summary=summary,
+        summary=view.summary,
         events=data.events[first : first + NIGHT_EVENTS_PAGE],
         event_count=len(data.events),
         first_row=first + 1,
         table_page=table_page,
         pages=pages,
-        activity=charts.activity(axis, data.epochs),
-        sleep=charts.sleep_band(axis, data.epochs),
-        markers=charts.event_markers(axis, data.events, str(data.night["id"]), types, display.EVENT_LABELS),
-        vitals=charts.vitals(axis, data.vitals),
+        zoom={"from": _clock(axis.start), "to": _clock(axis.end)} if zoom else None,
+        whole={"from": _clock(whole.start)[:5], "to": _clock(whole.end)[:5]},
+        pan=pan,
+        around=around,
         chosen=chosen,
         wave=wave,
         labels=LABELS,
         tags=tags_by_date(conn).get(night_date, []),
         checkin=checkins_by_date(conn).get(night_date),
         error=error,
+        **drawn,
     )
     return page, (400 if error else 200)
 
@@ -208,16 +382,16 @@ def _render_night(
 def relabel_form(night_id: str) -> ResponseReturnValue:
     """The relabel form: keep the user's label for one event of this night."""
     conn = get_db()
-    data = None if conn is None else load_night(conn, night_id)
-    if conn is None or data is None:
+    view = None if conn is None else history.night_view(conn, night_id)
+    if conn is None or view is None:
         raise NotFound(description=f"no night with id {night_id!r}")
     event_id = _form_text("event_id")
-    if not any(e["id"] == event_id for e in data.events):
+    if not any(e["id"] == event_id for e in view.data.events):
         raise BadRequest(description=f"event_id: night {night_id!r} has no event {event_id!r}")
     try:
         relabel(get_user_db(), event_id, _form_text("label"), source="web")
     except UserDataError as exc:
-        return _render_night(conn, data, event_id, error=str(exc))
+        return _render_night(conn, view, event_id, error=str(exc))
     return redirect(url_for("dashboard.night", night_id=night_id, event=event_id, saved=1) + "#event")
 
 
@@ -238,7 +412,13 @@ def trends() -> ResponseReturnValue:
     trend_charts = []
     if data is not None:
         trend_charts = [
-            (m["name"], m["title"], charts.trend(m["name"], data["nights"])) for m in data["metrics"]
+            (
+                m["name"],
+                m["title"],
+                charts.TREND_UNITS.get(m["name"], ""),
+                charts.trend(m["name"], data["nights"]),
+            )
+            for m in data["metrics"]
         ]
     notices = [] if conn is None else queries.active_notices(conn)
     return render_template(

@@ -55,6 +55,22 @@ made readable (``some_key`` as "Some key"). static/tonight.js gets these pairs f
 refuses writes) are shown only when set.
 """
 
+TAG_LABELS: dict[str, str] = {
+    "stretching": "Stretching",
+    "heat": "Heat",
+    "medication": "Medication",
+    "caffeine": "Caffeine",
+    "alcohol": "Alcohol",
+    "late_exercise": "Late exercise",
+    "custom": "Custom",
+}
+"""Human names of the tags (``service.history.user_data.TAGS``); a tag with a detail is shown as
+"Medication: baclofen"."""
+
+ASLEEP_UNKNOWN = "not known yet (needs about 5 min in bed)"
+"""Tonight's "Asleep" before the sleep rule's first call: it looks 3 min ahead and needs 1 min of
+calls (service/detect/sleep.py), so it has no answer for the first minutes of a night."""
+
 HIDDEN_STATE_KEYS = frozenset({"counts", "night_id"})
 """Live-state keys never shown as a row (static/tonight.js has the same list)."""
 
@@ -65,6 +81,16 @@ SHOWN_WHEN_NONZERO = frozenset({"suppressed_events", "storage_problem"})
 def event_label(event_type: str) -> str:
     """Human name of an event type; unknown types are shown as they are stored."""
     return EVENT_LABELS.get(event_type, event_type)
+
+
+def tag_label(tag: Any, detail: Any = None) -> str:
+    """``Medication: baclofen`` for ``medication`` with detail ``baclofen``, or for the joined key
+    ``medication:baclofen``; unknown tags in words."""
+    text = str(tag)
+    if detail is None and ":" in text:
+        text, detail = text.split(":", 1)
+    name = TAG_LABELS.get(text, text.replace("_", " ").capitalize())
+    return f"{name}: {detail}" if detail else name
 
 
 def local_time(utc_text: str | None) -> str:
@@ -93,9 +119,14 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
+INTENSITY_UNIT = "× resting"
+"""Intensity is the movement's peak energy over the sleeper's resting level (the detector's
+adaptive baseline): 8.3 means 8.3 times the resting level."""
+
+
 def intensity(value: float | None) -> str:
-    """One decimal; a dash where intensity does not apply (0 or missing)."""
-    return "–" if not value else f"{value:.1f}"
+    """``8.3 × resting`` (one decimal); a dash where intensity does not apply (0 or missing)."""
+    return "–" if not value else f"{value:.1f} {INTENSITY_UNIT}"
 
 
 def state_label(key: str) -> str:
@@ -108,7 +139,7 @@ def state_value(key: str, value: Any) -> str:
     if key == "movements_per_hour":
         return "–" if not isinstance(value, int | float) or isinstance(value, bool) else f"{value:.1f}"
     if value is None:
-        return "unknown"
+        return ASLEEP_UNKNOWN if key == "asleep" else "unknown"
     if key in ("sensor_ok", "storage_ok") and isinstance(value, bool):
         return "OK" if value else "FAULT"
     if key == "mqtt_connected" and isinstance(value, bool):
@@ -207,4 +238,5 @@ def init_app(app: Flask) -> None:
         intensity=intensity,
         age=age,
         metric_label=metric_label,
+        tag_label=tag_label,
     )

@@ -8,6 +8,11 @@ so the Nights and Trends pages stay fast on a Pi after the first visit. The Tren
 weekly means, change rule and with/without comparisons (bootstrap and permutation tests, most
 of the page's time over a year of nights) are cached by their exact inputs: every night's date,
 start and metric values, and every tag.
+
+A Night page needs the night's rows and summary on every request (5,000 events take about
+140 ms to load and summarise here, seconds on a Pi Zero 2): ``night_view`` keeps them per night
+until a cheap stamp query (end time, events, epochs, vitals, annotations, relabels) says the
+night changed; the pages' drawings of it are kept by the same stamp (``drawing_cache``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import current_app
 
 from service.history.compare import compare_tags
-from service.history.load import list_nights, load_night, tags_by_date
+from service.history.load import NightData, list_nights, load_night, tags_by_date
 from service.history.summary import SUMMARY_VERSION, summarize_night
 from service.history.trends import METRICS, change_rule, metric_value, weekly
 
@@ -100,7 +106,37 @@ class AnalysisCache(LruCache):
         super().__init__(size)
 
 
-_C = TypeVar("_C", "SummaryCache", "AnalysisCache")
+NIGHT_VIEWS = 4
+"""Nights whose rows and summary are kept in memory (a 5,000-event night is a few MB)."""
+
+DRAWINGS = 16
+"""Drawn timelines kept (a night and a zoom window each)."""
+
+
+@dataclass(frozen=True)
+class NightView:
+    """A night's rows and its summary, as of ``stamp`` (``night_stamp``)."""
+
+    data: NightData
+    summary: dict[str, Any]
+    stamp: tuple[Any, ...]
+
+
+class NightViewCache(LruCache):
+    """``NightView`` by night id; thread-safe."""
+
+    def __init__(self, size: int = NIGHT_VIEWS) -> None:
+        super().__init__(size)
+
+
+class DrawingCache(LruCache):
+    """Drawn charts by (night id, stamp, window); thread-safe."""
+
+    def __init__(self, size: int = DRAWINGS) -> None:
+        super().__init__(size)
+
+
+_C = TypeVar("_C", "SummaryCache", "AnalysisCache", "NightViewCache", "DrawingCache")
 
 
 def _app_cache(name: str, kind: type[_C]) -> _C:
@@ -130,6 +166,48 @@ def _analysis_key(nights: list[dict[str, Any]], tags: dict[str, list[dict[str, A
     )
     per_tag = tuple((d, str(t["tag"]), str(t.get("detail") or "")) for d in sorted(tags) for t in tags[d])
     return per_night, per_tag
+
+
+def drawing_cache() -> DrawingCache:
+    """The app's cache of drawn timelines (keys chosen by the caller; include the night's stamp)."""
+    return _app_cache("bedside_night_drawings", DrawingCache)
+
+
+def night_stamp(conn: sqlite3.Connection, night_id: str) -> tuple[Any, ...] | None:
+    """What changes when anything shown of a night changes (None for an unknown night): its end
+    and summary, and per table of its rows the count and the newest; the relabels' count and time.
+    Each part is one indexed query."""
+    row = conn.execute("SELECT ended_at, length(summary) FROM nights WHERE id = ?", (night_id,)).fetchone()
+    if row is None:
+        return None
+    parts: list[Any] = [row[0], row[1]]
+    for sql in (
+        "SELECT COUNT(*), MAX(rowid) FROM events WHERE night_id = ?",
+        "SELECT COUNT(*), MAX(start_at) FROM epochs WHERE night_id = ?",
+        "SELECT COUNT(*), MAX(t_at) FROM vitals WHERE night_id = ?",
+        "SELECT COUNT(*), MAX(rowid) FROM annotations WHERE night_id = ?",
+        "SELECT COUNT(*), MAX(r.created_at) FROM relabels r JOIN events e ON e.id = r.event_id"
+        " WHERE e.night_id = ?",
+    ):
+        parts.extend(conn.execute(sql, (night_id,)).fetchone())
+    return tuple(parts)
+
+
+def night_view(conn: sqlite3.Connection, night_id: str) -> NightView | None:
+    """The night's rows and summary (``summarize_night``), from memory while its stamp holds."""
+    stamp = night_stamp(conn, night_id)
+    if stamp is None:
+        return None
+    cache = _app_cache("bedside_night_views", NightViewCache)
+    view = cache.get(night_id)
+    if isinstance(view, NightView) and view.stamp == stamp:
+        return view
+    data = load_night(conn, night_id)
+    if data is None:  # deleted between the two queries
+        return None
+    view = NightView(data, summarize_night(data), stamp)
+    cache.put(night_id, view)
+    return view
 
 
 def _cache() -> SummaryCache:
