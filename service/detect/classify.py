@@ -3,7 +3,8 @@
 Labels, in the order they are tried (thresholds are params; all are ratios to the adaptive
 resting baseline or durations, none fitted to a recording):
 
-* ``jerk``: shorter than ``jerk_max_s`` (0.5 s) and peaking at ``jerk_min_intensity`` or
+* ``jerk``: shorter than ``jerk_max_s`` (0.5 s) by the shorter of its frame core and its span
+  between the boundaries placed on the samples (``span_s``), and peaking at ``jerk_min_intensity`` or
   more (a weaker brief blip is not reported: label ""; strong heartbeats reach 2-3x the
   baseline). AASM 2012 scores movements under 0.5 s as not being limb movements; a
   hypnic or myoclonic jerk is such a brief, sharp twitch (AASM ICSD-3 "hypnic jerks";
@@ -218,9 +219,14 @@ def classify_features(f: dict[str, float], params: DetectorParams) -> Label:
     p = params
     peak = f["intensity"]
     core = f["core_s"]
+    # brief or not: the shorter of two measures of the burst, each long for its own reason: the
+    # core on the 0.1-s frames holds the band filters' ring after a brief burst; the span between
+    # the boundaries placed on the samples (AASM 2012 times a movement from onset to end relative
+    # to the resting level) holds a strong burst's decay and a heartbeat next to it
+    brief = min(core, f.get("span_s", core))
     conf = float(min(1.0, max(0.0, (peak - p.k_on) / p.k_on + 0.5)))
     details = {k: round(v, 4) for k, v in f.items()}
-    if core < p.jerk_max_s:
+    if brief < p.jerk_max_s:
         if peak < p.jerk_min_intensity:
             return Label("", peak, 0.0, details)
         sharp = f["rise_s"] <= 0.5 * p.jerk_max_s
@@ -251,10 +257,16 @@ def classify_segment(
     params: DetectorParams,
     breath: np.ndarray | None = None,
     breath_before: np.ndarray | None = None,
+    span_s: float | None = None,
 ) -> Label:
-    """Label one movement from its per-frame envelope/baseline ratios and band samples."""
+    """Label one movement from its per-frame envelope/baseline ratios and band samples.
+
+    ``span_s``: the movement's duration from its boundaries placed on the samples (the
+    Detector's ``start_s`` to ``end_s``), if known; it decides jerk vs. longer movement."""
     br = breath if breath is not None else np.zeros(0)
     f = segment_features(ratio, band, br, frame_s, band_rate_hz, params, breath_before)
+    if span_s is not None:
+        f["span_s"] = span_s
     return classify_features(f, params)
 
 

@@ -348,8 +348,8 @@ class Detector:
         band = self.t_move.get(s.start * self.frame_n, s.end * self.frame_n)
         breath = self.t_breath.get(s.start * self.frame_n, s.end * self.frame_n)
         before = self.t_breath.get((s.start - self.n_before) * self.frame_n, s.start * self.frame_n)
-        lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath, before)
         start_s, end_s = self._bounds_s(s)
+        lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath, before, end_s - start_s)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
         if not lab.type:
             return [off_state]

@@ -121,3 +121,30 @@ def test_a_low_pitched_jerk_with_a_displacement_ends_where_it_ends_not_at_the_ne
             assert abs(evs[0].start_s - t0) <= 0.1 + 1e-6, (rate, seed, t0, evs[0])
             assert abs(evs[0].end_s - t1) <= 0.1 + 1e-6, (rate, seed, t1, evs[0])
         assert found >= 8, (rate, found)
+
+
+def test_a_jerk_is_typed_on_its_own_span_not_on_the_frames_the_band_filters_ring_through() -> None:
+    # 0.25-0.3-s low-pitched jerks with a large displacement bump (as above), strong enough to be
+    # reported: the band filters ring on the bump, so the 0.1-s frames above 20 % of the peak
+    # (the old "core") reach 0.5 s and the jerk was called a limb movement. AASM 2012 times a
+    # movement from its onset to its end relative to the resting level: a burst whose span on
+    # the samples is under 0.5 s is no limb movement
+    typed = []
+    for rate in (50.0, 250.0):
+        for seed in range(12):
+            x = sleeper(rate, 90.0, seed=seed)
+            level = _resting_level(x, rate)
+            dur_s = 0.25 + 0.1 * (seed % 3) / 2
+            t = np.arange(round(dur_s * rate)) / rate
+            env = (0.5 - 0.5 * np.cos(np.pi * np.clip(t / 0.01, 0, 1))) * (
+                0.5 - 0.5 * np.cos(np.pi * np.clip((dur_s - t) / (dur_s - 0.01), 0, 1))
+            )
+            burst = env * _tilted_noise(np.random.default_rng(200 + seed), t.size, rate, 2.0, 20.0)
+            rms = 20.0 * level
+            i0 = round(50.0 * rate)
+            x[i0 : i0 + t.size] += rms * (burst + 3.0 * np.sin(np.pi * t / dur_s) ** 2)
+            evs = _movements(x, rate)
+            assert len(evs) <= 1, (rate, seed, evs)
+            typed += [(rate, seed, e.type, round(e.duration_s, 2), e.details.get("core_s")) for e in evs]
+    assert len(typed) >= 20, typed
+    assert all(t[2] == "jerk" for t in typed), [t for t in typed if t[2] != "jerk"]

@@ -42,6 +42,15 @@ def test_jerk_shorter_than_half_a_second_is_not_a_limb_movement() -> None:
     assert classify_features(features(core_s=0.6), P).type == "limb_movement"
 
 
+def test_brief_on_the_samples_is_a_jerk_even_when_the_frames_ring_longer() -> None:
+    # the span between the boundaries placed on the samples (span_s) or the frame core: the
+    # shorter decides (each is long for its own reason: decay and heartbeat vs. filter ring)
+    assert classify_features(features(core_s=0.6, span_s=0.35, intensity=20.0), P).type == "jerk"
+    assert classify_features(features(core_s=0.3, span_s=0.7, intensity=20.0), P).type == "jerk"
+    assert classify_features(features(core_s=0.6, span_s=0.7, intensity=20.0), P).type == "limb_movement"
+    assert classify_features(features(core_s=0.6, span_s=0.35, intensity=4.0), P).type == ""
+
+
 def test_weak_brief_blip_is_not_reported_as_a_jerk() -> None:
     assert classify_features(features(core_s=0.2, intensity=4.0), P).type == ""
 
