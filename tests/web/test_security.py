@@ -15,7 +15,7 @@ from flask import Flask
 from tests import webutil
 from tests.webutil import Client, Week, http
 from web import create_app
-from web.security import LoginLimiter, read_password_hash, write_password_file
+from web.security import LoginLimiter, load_secret_key, read_password_hash, write_password_file
 from web.serve import ServerHandle, app_config, is_loopback, start_in_thread
 
 week_template = webutil.week_template
@@ -329,3 +329,25 @@ def test_bedside_web_command_wires_require_login_through_to_the_server(week: Wee
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_session_key_is_never_written_through_a_link_planted_beside_the_database(tmp_path: Path) -> None:
+    """The web process may run as root (``sudo bedside web``): the old writer opened the fixed name
+    ``web-secret-key.tmp`` with O_TRUNC, following a link the service user had planted there."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web-secret-key.tmp").symlink_to(victim)
+    key = load_secret_key(state / "bedside.sqlite3")
+    assert key and len(key) == 64
+    assert victim.read_text() == "root's file\n"
+    assert (state / "web-secret-key").read_text().strip() == key
+    assert not (state / "web-secret-key").is_symlink()
+
+
+def test_a_session_key_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web-secret-key").symlink_to("/dev/zero")
+    assert load_secret_key(state / "bedside.sqlite3") is None  # a key for this run only, no endless read
