@@ -68,6 +68,12 @@ TICK_STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 MAX_TIME_TICKS = 10
 
+RATE_POINTS = 600
+"""A rate's line is reduced to at most this many points (means: 48 s each over 8 hours)."""
+
+READOUT_POINTS = 400
+"""Values a rate lane carries for the pointer readout (the marks for out-of-range use every reading)."""
+
 MAX_OUT_OF_RANGE_MARKS = 60
 """Out-of-range runs marked one by one; the note under the lane counts them all."""
 
@@ -471,13 +477,13 @@ def rate(
         finite = np.isfinite(ys)
         secs, ys = secs[finite], ys[finite]
         xs = np.clip(secs / axis.span_s * WIDTH, 0.0, WIDTH)
-        rx, ry = _reduce(xs, ys)
+        rx, ry = _reduce(xs, ys, RATE_POINTS)
 
         def y_of(v: float) -> float:
             return height * (1 - (min(max(v, lo), hi) - lo) / (hi - lo))
 
         body += _polylines(rx, ry, y_of, name)
-        rsecs, rys = _reduce(secs, ys)
+        rsecs, rys = _reduce(secs, ys, READOUT_POINTS)
         data["xs"] = ",".join(str(round(s)) for s in rsecs.tolist())
         data["ys"] = ",".join("" if not math.isfinite(v) else f"{v:.0f}" for v in rys.tolist())
         runs = _out_of_range_runs(secs, ys, lo, hi)

@@ -198,7 +198,7 @@ def night(night_id: str) -> ResponseReturnValue:
         raise NotFound(description=f"no night with id {night_id!r}")
     if request.args.get("type") is not None or request.args.get("at") is not None:
         found = _event_at(view.data, request.args.get("type"), request.args.get("at"))
-        keep = {k: v for k in ("from", "to") if (v := request.args.get(k))}
+        keep: dict[str, Any] = {k: v for k in ("from", "to") if (v := request.args.get(k))}
         return redirect(url_for("dashboard.night", night_id=night_id, event=found, **keep) + "#event")
     return _render_night(conn, view, request.args.get("event"), error=None)
 

@@ -102,17 +102,23 @@ def test_nights_table_refuses_an_unknown_sort_column_naming_it(open_app: Flask) 
 def test_night_page_draws_every_chart_and_one_marker_per_event(week: Week, open_app: Flask) -> None:
     night_id = week.night_ids[-1]
     page = open_app.test_client().get(f"/night/{night_id}").get_data(as_text=True)
-    for chart in ("activity", "sleep", "events", "vitals"):
+    for chart in ("activity", "sleep", "events", "heart", "breath"):
         assert f'data-chart="{chart}"' in page, chart
     conn = connect(week.path)
     data = load_night(conn, night_id)
     conn.close()
     assert data is not None
     shown = [e for e in data.events if (e.get("label") or e["event_type"])]
-    assert len(re.findall(r"<a href=\"\?event=[^\"]+#event\" data-event-id=", page)) == len(shown)
+    assert _marked(page) == len(shown)
     points = int(re.search(r'data-chart="activity" data-points="(\d+)"', page).group(1))  # type: ignore[union-attr]
     assert points == len(data.epochs) > 0
     assert 'class="band-asleep"' in page and "polyline" in page
+
+
+def _marked(page: str) -> int:
+    """How many events the events lane marks (each row lists its marks' starts)."""
+    lane = page.split('data-chart="events"')[1].split("</svg></svg>")[0]
+    return sum(len(s.split(",")) for s in re.findall(r'data-starts="([^"]+)"', lane))
 
 
 def test_clicking_an_event_shows_its_waveform_and_the_relabel_form(week: Week, open_app: Flask) -> None:
@@ -377,8 +383,7 @@ def test_night_event_table_is_paged_while_the_chart_marks_every_event(week: Week
     table = first.split('id="night-events"')[1]
     assert re.findall(r'<tr data-id="([^"]+)"', table) == ids[:NIGHT_EVENTS_PAGE]
     assert f'data-page="1" data-pages="{pages}"' in first and 'rel="next"' in first
-    marks = re.findall(r'<a href="\?event=[^"]+#event" data-event-id="([^"]+)"', first)
-    assert sorted(marks) == sorted(ids), "the events chart marks every event, not only this page's"
+    assert _marked(first) == len(ids), "the events chart marks every event, not only this page's"
     last = client.get(f"/night/{night_id}?page={pages}").get_data(as_text=True)
     rows = re.findall(r'<tr data-id="([^"]+)"', last.split('id="night-events"')[1])
     assert rows == ids[(pages - 1) * NIGHT_EVENTS_PAGE :]
@@ -397,9 +402,8 @@ def test_night_page_of_5000_events_stays_small(week: Week, open_app: Flask) -> N
     night_id = week.night_ids[-1]
     ids = _fill_night(week.path, night_id, copies=24)
     page = open_app.test_client().get(f"/night/{night_id}").get_data(as_text=True)
-    marks = len(re.findall(r"data-event-id=", page))
-    assert marks == len(ids) > 2000
-    assert len(page.encode()) / len(ids) < 260, f"{len(page.encode())} bytes for {len(ids)} events"
+    assert _marked(page) == len(ids) > 2000
+    assert len(page.encode()) / len(ids) < 40, f"{len(page.encode())} bytes for {len(ids)} events"
 
 
 def test_chart_texts_are_outside_the_stretched_drawing(week: Week, open_app: Flask) -> None:
@@ -410,11 +414,8 @@ def test_chart_texts_are_outside_the_stretched_drawing(week: Week, open_app: Fla
         plot = re.search(r'<svg class="plot"[^>]*preserveAspectRatio="none"[^>]*>(.*?)</svg>', chart, re.S)
         assert plot is not None, chart[:200]
         assert "<text" not in plot.group(1), "a text inside the stretched part of a chart"
-    lanes = page.split('<div class="lanes')[1].split("</ul>")[0]
+    lanes = page.split('data-lane="events"><ul class="lane-labels">')[1].split("</ul>")[0]
     assert "Limb movement" in lanes, "the events chart's rows are named in HTML beside it"
-    vitals = re.search(r'data-chart="vitals".*?</svg>(?:<text.*?</text>)*</svg>', page, re.S)
-    assert vitals is not None and "legend" not in vitals.group(0), "the heart/breath key is not on the lines"
-    assert '<span class="key heart"></span>' in page.split('data-chart="vitals"')[1]
 
 
 def test_every_event_type_has_a_colour_in_the_stylesheet() -> None:
@@ -424,7 +425,7 @@ def test_every_event_type_has_a_colour_in_the_stylesheet() -> None:
     css = (WEB_DIR / "static" / "style.css").read_text(encoding="utf-8")
     for event_type in EVENT_TYPES:
         colour = EVENT_COLORS[event_type]
-        rule = rf'svg a\[data-type="{event_type}"\] rect,\s*\.key\.t-{event_type} \{{\s*fill: {colour};'
+        rule = rf"svg \.t-{event_type},\s*\.key\.t-{event_type} \{{\s*fill: {colour};\s*stroke: {colour};"
         assert re.search(rule, css), event_type
 
 
@@ -436,3 +437,164 @@ def test_wide_pages_get_a_wide_main_and_the_others_do_not(week: Week, open_app: 
         assert 'class="wide"' not in client.get(path).get_data(as_text=True), path
     css = (WEB_DIR / "static" / "style.css").read_text(encoding="utf-8")
     assert re.search(r"main\.wide \{\s*max-width: \d+rem;", css)
+
+
+def _lanes(page: str) -> dict[str, str]:
+    """Each lane's markup by name (``data-lane``)."""
+    parts = re.split(r'(?=<div class="lane[^"]*" data-lane=")', page)
+    return {
+        re.match(r'<div class="lane[^"]*" data-lane="([^"]+)"', p).group(1): p  # type: ignore[union-attr]
+        for p in parts[1:]
+    }
+
+
+def test_night_lanes_have_value_and_time_axes_with_units_and_share_one_time_range(
+    week: Week, open_app: Flask
+) -> None:
+    page = open_app.test_client().get(f"/night/{week.night_ids[-1]}").get_data(as_text=True)
+    lanes = _lanes(page)
+    assert {"activity", "sleep", "events", "heart", "breath"} <= set(lanes)
+    ranges = set()
+    for name in ("activity", "sleep", "events", "heart", "breath"):
+        lane = lanes[name]
+        chart = re.search(r'<svg class="chart" data-chart="[^"]+"[^>]*>', lane).group(0)  # type: ignore[union-attr]
+        ranges.add(tuple(re.search(r'data-t0="(\d+)" data-t1="(\d+)"', chart).groups()))  # type: ignore[union-attr]
+        x_axis = lane.split('<svg class="x-axis"')[1]
+        hours = re.findall(r">(\d\d:\d\d)</text>", x_axis)
+        assert len(hours) >= 4, f"{name}: time axis labels {hours}"
+    assert len(ranges) == 1, f"the lanes cover different time ranges: {ranges}"
+    for name, unit in (("activity", "movement count per 30-s epoch"), ("heart", "/min"), ("breath", "/min")):
+        y_axis = lanes[name].split('<svg class="y-axis"')[1].split("</svg>")[0]
+        values = [float(v) for v in re.findall(r">([\d.]+)</text>", y_axis)]
+        assert len(values) >= 3, f"{name}: value axis {values}"
+        assert (
+            f'data-plot="{name}" data-unit="{unit}"' in page and f'<span class="unit">({unit})</span>' in page
+        )
+    heart_values = re.findall(
+        r">([\d.]+)</text>", lanes["heart"].split('<svg class="y-axis"')[1].split("</svg>")[0]
+    )
+    assert heart_values == ["40", "60", "80", "100", "120"]
+
+
+def test_a_heart_rate_beyond_the_scale_is_marked_and_named(week: Week, open_app: Flask) -> None:
+    night_id = week.night_ids[-1]
+    conn = sqlite3.connect(week.path)
+    try:
+        (t_at,) = conn.execute(
+            "SELECT t_at FROM vitals WHERE night_id = ? AND heart_bpm IS NOT NULL"
+            " ORDER BY t_at LIMIT 1 OFFSET 50",
+            (night_id,),
+        ).fetchone()
+        with conn:
+            conn.execute(
+                "UPDATE vitals SET heart_bpm = 163 WHERE night_id = ? AND t_at = ?", (night_id, t_at)
+            )
+    finally:
+        conn.close()
+    page = open_app.test_client().get(f"/night/{night_id}").get_data(as_text=True)
+    heart = _lanes(page)["heart"]
+    assert re.search(r'class="out-of-range" data-side="above" data-value="163"', heart)
+    assert "above 120 /min (highest 163 /min at " in page
+
+
+def test_the_timeline_zooms_to_a_stretch_and_refuses_one_outside_the_night(
+    week: Week, open_app: Flask
+) -> None:
+    from datetime import timedelta
+
+    from service.timefmt import parse_iso_utc
+
+    night_id = week.night_ids[-1]
+    client = open_app.test_client()
+    conn = connect(week.path)
+    data = load_night(conn, night_id)
+    conn.close()
+    assert data is not None
+    start = parse_iso_utc(data.night["started_at"]) + timedelta(hours=2)
+    frm, to = (
+        start.astimezone().strftime("%H:%M"),
+        (start + timedelta(minutes=10)).astimezone().strftime("%H:%M"),
+    )
+    page = client.get(f"/night/{night_id}?from={frm}&to={to}").get_data(as_text=True)
+    found = re.search(r'data-chart="activity"[^>]*data-t0="(\d+)" data-t1="(\d+)"', page)
+    assert found is not None
+    t0, t1 = (int(v) for v in found.groups())
+    assert t1 - t0 == 10 * 60 * 1000
+    assert abs(t0 / 1000 - start.replace(second=0, microsecond=0).timestamp()) < 1
+    minutes = re.findall(r">(\d\d:\d\d)</text>", _lanes(page)["activity"].split('<svg class="x-axis"')[1])
+    assert len(minutes) >= 5 and minutes[0] != minutes[1], "a zoomed axis is labelled in minutes"
+    assert 'id="zoom-reset"' in page
+    for query, field in (("from=25:00&to=03:00", "from"), (f"from={frm}&to={frm}", "to"), ("from=x", "from")):
+        reply = client.get(f"/night/{night_id}?{query}")
+        assert reply.status_code == 400 and f"{field}: ".encode() in reply.data, (query, reply.data[-300:])
+
+
+def test_a_tap_on_an_event_mark_opens_the_nearest_event_of_its_type(week: Week, open_app: Flask) -> None:
+    night_id = week.night_ids[-1]
+    conn = connect(week.path)
+    data = load_night(conn, night_id)
+    conn.close()
+    assert data is not None
+    from service.timefmt import parse_iso_utc
+
+    event = next(e for e in data.events if e["event_type"] == "limb_movement")
+    at = parse_iso_utc(event["start_at"]).astimezone().strftime("%H:%M:%S")
+    reply = open_app.test_client().get(f"/night/{night_id}?type=limb_movement&at={at}")
+    assert reply.status_code == 302
+    assert f"event={event['id']}" in reply.headers["Location"] and reply.headers["Location"].endswith(
+        "#event"
+    )
+    assert open_app.test_client().get(f"/night/{night_id}?type=limb_movement").status_code == 400
+
+
+def test_the_night_page_is_cached_until_the_night_changes(week: Week, open_app: Flask) -> None:
+    night_id = week.night_ids[-1]
+    client = open_app.test_client()
+    before = _marked(client.get(f"/night/{night_id}").get_data(as_text=True))
+    conn = sqlite3.connect(week.path)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO events (id, night_id, event_type, start_at, end_at, duration_s, intensity,"
+                " profile, confidence, cause_id, details) SELECT id || '-late', night_id, event_type,"
+                " start_at, end_at, duration_s, intensity, profile, confidence, NULL, details FROM events"
+                " WHERE night_id = ? AND event_type = 'jerk' LIMIT 1",
+                (night_id,),
+            )
+    finally:
+        conn.close()
+    after = client.get(f"/night/{night_id}").get_data(as_text=True)
+    assert _marked(after) == before + 1
+
+
+def test_night_page_of_5000_events_is_at_most_200_kib(week: Week, open_app: Flask) -> None:
+    night_id = week.night_ids[-1]
+    ids = _fill_night(week.path, night_id, copies=34)
+    page = open_app.test_client().get(f"/night/{night_id}").get_data()
+    assert len(ids) >= 5000 and _marked(page.decode()) == len(ids)
+    assert len(page) <= 200 * 1024, f"{len(page) / 1024:.0f} KiB for {len(ids)} events"
+
+
+def test_tonight_shows_the_last_hour_a_link_to_the_timeline_and_what_intensity_means(
+    week: Week, open_app: Flask
+) -> None:
+    client = open_app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    chart = page.split('id="live-chart"')[1].split("</section>")[0]
+    for lane in ("activity", "events", "heart"):
+        assert f'data-lane="{lane}"' in chart, lane
+    t0, t1 = (int(v) for v in re.search(r'data-t0="(\d+)" data-t1="(\d+)"', chart).groups())  # type: ignore[union-attr]
+    assert t1 - t0 <= 3600 * 1000
+    assert f'href="/night/{week.night_ids[-1]}#timeline"' in chart
+    assert "× resting" in page and "resting level" in page
+    alone = client.get("/tonight/chart").get_data(as_text=True)
+    assert 'class="chart-body"' in alone and 'data-lane="heart"' in alone and "<html" not in alone
+
+
+def test_tags_and_the_unknown_sleep_state_are_shown_in_words() -> None:
+    from web.display import state_value, tag_label
+
+    assert tag_label("late_exercise") == "Late exercise"
+    assert tag_label("medication:baclofen") == "Medication: baclofen"
+    assert tag_label("medication", "baclofen") == "Medication: baclofen"
+    assert state_value("asleep", None).startswith("not known yet")

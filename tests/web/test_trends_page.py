@@ -71,7 +71,7 @@ def long_app(long_history: Path) -> Flask:
 
 
 def _dot_dates(page: str) -> list[str]:
-    chart = page.split('data-chart="trend-movement_index_per_h"')[1].split("<h2>")[0]
+    chart = page.split('data-chart="trend-movement_index_per_h"')[1].split("</figure>")[0]
     return re.findall(r'<circle class="dot"[^>]* data-date="([^"]+)"', chart)
 
 
