@@ -557,6 +557,8 @@ class Daemon:
             cmd.append("--require-login")
         if self.cfg.web.password_file:
             cmd += ["--password-file", self.cfg.web.password_file]
+        for name in self.cfg.web.allowed_hosts:
+            cmd += ["--allowed-host", name]
         self._web = subprocess.Popen(cmd)
         logger.info("dashboard at http://%s:%d (pid %d)", self.cfg.web.host, self.cfg.web.port, self._web.pid)
 

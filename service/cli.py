@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--require-login", action="store_true", help="require the login on loopback too")
     web.add_argument("--password-file", help="file holding the password hash (default: beside the database)")
     web.add_argument(
+        "--allowed-host", action="append", metavar="NAME", help="one more Host name to answer to (repeatable)"
+    )
+    web.add_argument(
         "--parent-pid", type=int, help="stop when this process ends (the daemon passes its own pid)"
     )
 
@@ -479,6 +482,8 @@ def _cmd_web(args: argparse.Namespace) -> int:
         web["require_login"] = True
     if args.password_file:
         web["password_file"] = args.password_file
+    if args.allowed_host:
+        web["allowed_hosts"] = args.allowed_host
     if web:
         overrides["web"] = web
     if args.unit_id:

@@ -280,3 +280,34 @@ def test_web_allowed_hosts_from_the_config_file_reach_bedside_web(week: Week, tm
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_web_allowed_hosts_reach_the_dashboard_the_daemon_starts(tmp_path: Path) -> None:
+    """``bedside run`` starts the dashboard as a child: the config's allowed names must reach it too
+    (the child used to get only the listen address, port and password options)."""
+    from tests.daemonutil import start_daemon, stop_daemon
+
+    config = tmp_path / "bedside.toml"
+    config.write_text('[web]\nallowed_hosts = ["bedside.example.org"]\n', encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["--config", str(config), "--db", str(tmp_path / "b.sqlite3"), "--no-mqtt", "--speed", "1",
+            "--duration-s", "3600", "--web-port", str(port)]  # fmt: skip
+    proc = start_daemon(args, tmp_path / "d.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http(url + "/healthz", timeout_s=2.0).status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "d.log").read_text()
+            time.sleep(0.2)
+        client = Client(url)
+        assert client.request("/healthz", headers={"Host": "bedside.example.org"}).status == 200
+        assert client.request("/healthz", headers={"Host": "evil.example"}).status == 400
+    finally:
+        assert stop_daemon(proc) == 0, (tmp_path / "d.log").read_text()
