@@ -809,6 +809,7 @@ def _cmd_demo_history(args: argparse.Namespace) -> int:
 
     from service.config import load_config
     from service.demo_history import build_history
+    from service.sessions import rules_from_config
 
     cfg = load_config(args.config)
     db = Path(args.db or cfg.storage.db_path)
@@ -822,8 +823,15 @@ def _cmd_demo_history(args: argparse.Namespace) -> int:
         finally:
             conn.close()
     print(f"simulating {args.nights} nights into {db} (about a second each) ...", file=sys.stderr)
+    rules = rules_from_config(cfg.sessions)
     ids = build_history(
-        db, nights=args.nights, rate_hz=args.rate_hz, seed=args.seed, raw_days=cfg.storage.raw_retention_days
+        db,
+        nights=args.nights,
+        rate_hz=args.rate_hz,
+        seed=args.seed,
+        raw_days=cfg.storage.raw_retention_days,
+        tz=rules.tz,
+        rules=rules,
     )
     print(f"{len(ids)} simulated nights written to {db}")
     return EXIT_OK

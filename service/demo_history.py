@@ -24,9 +24,15 @@ from service.detect.params import DetectorParams
 from service.detect.types import Epoch, Event, Vitals
 from service.payloads import event_row
 from service.rawsignal import CHUNK_S, snippet_span
+from service.sessions import SessionRules
 from service.store.signal_codec import encode
 from service.store.store import make_private, migrate
 from service.timefmt import iso_utc
+
+BEDTIME_LOCAL = time(22, 0)
+"""The earliest simulated bedtime; each night draws up to BEDTIME_SPREAD_MIN more."""
+
+BEDTIME_SPREAD_MIN = 75.0
 
 
 def _local_tz(tz: tzinfo | None) -> tzinfo:
@@ -51,16 +57,21 @@ def build_history(
     tz: tzinfo | None = None,
     snippet_pad_s: float = 5.0,
     snippet_max_s: float = 60.0,
+    now: datetime | None = None,
+    rules: SessionRules | None = None,
 ) -> list[str]:
     """Fill ``db_path`` (created or extended) with ``nights`` simulated nights; their ids, oldest first.
 
-    ``first_date`` is the evening of the first night (default: so that the last night is
-    last night). Whole-night raw signal is kept for the last ``raw_days`` nights, snippets
-    for every event.
+    ``first_date`` is the evening of the first night; by default (:func:`last_demo_date`) the
+    nights are placed so that the last one has ended before ``now`` (default: the wall clock) and
+    is not on the date a session started now would get under ``rules`` (the ``[sessions]``
+    settings; default rules in ``tz``), so the live night never shares a date with a simulated
+    one. Whole-night raw signal is kept for the last ``raw_days`` nights, snippets for every event.
     """
     tz = _local_tz(tz)
     if first_date is None:
-        first_date = datetime.now(tz).date() - timedelta(days=nights)
+        last = last_demo_date(now or datetime.now(tz), duration_h, rules or SessionRules(tz=tz), tz)
+        first_date = last - timedelta(days=nights - 1)
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     make_private(path)
@@ -82,8 +93,8 @@ def build_history(
                 plm_series=not stretched and bool(rng.random() < 0.8),
                 awakenings=int(rng.integers(0, 2) if stretched else rng.integers(2, 5)),
             )
-            start_local = datetime.combine(night_date, time(22, 0), tz) + timedelta(
-                minutes=float(rng.uniform(0, 75))
+            start_local = datetime.combine(night_date, BEDTIME_LOCAL, tz) + timedelta(
+                minutes=float(rng.uniform(0, BEDTIME_SPREAD_MIN))
             )
             samples = sim.render_all()
             outputs = analyze_array(samples, rate_hz, params)
@@ -125,6 +136,24 @@ def build_history(
         return ids
     finally:
         conn.close()
+
+
+def last_demo_date(now: datetime, duration_h: float, rules: SessionRules, tz: tzinfo) -> date:
+    """The evening of the newest simulated night that can be placed before ``now``.
+
+    It is before the date a session starting at ``now`` would get (``rules.night_date``: at
+    03:05 that is yesterday's evening, at 15:00 today's), and the night, begun at the latest
+    bedtime and lasting ``duration_h``, has ended by ``now``. So ``make demo`` at 03:05 writes
+    nights up to the evening before yesterday (ended yesterday morning) and leaves yesterday's
+    date to the live night; at 15:00 the last one is last night, ended this morning.
+    """
+    latest_start = timedelta(hours=BEDTIME_LOCAL.hour, minutes=BEDTIME_LOCAL.minute + BEDTIME_SPREAD_MIN)
+    day = rules.night_date(now) - timedelta(days=1)
+    while (datetime.combine(day, time(0, 0), tz) + latest_start + timedelta(hours=duration_h)).astimezone(
+        UTC
+    ) > now.astimezone(UTC):
+        day -= timedelta(days=1)
+    return day
 
 
 def _draw_tags(rng: np.random.Generator) -> list[tuple[str, str, str | None]]:
