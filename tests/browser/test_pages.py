@@ -39,7 +39,7 @@ PAGES = [
 LIVE_SHOTS = {"tonight", "status"}
 """Pages whose screenshots test_live.py takes while the daemon runs."""
 
-NIGHT_CHARTS = ("activity", "sleep", "events", "vitals")
+NIGHT_CHARTS = ("activity", "sleep", "events", "heart", "breath")
 
 # Hides what a chart draws from data, leaving its frame (hour ticks, labels): the pixels that
 # change are the drawn content.
@@ -234,11 +234,37 @@ def test_an_events_marker_opens_its_waveform_snippet(
     driver = clean_browser
     open_page(driver, f"{live_server.url}/night/{night_ids[-1]}", "night-page")
     assert driver.find_elements(By.ID, "event") == [], "no event is chosen before the click"
-    marker = driver.find_element(
-        By.CSS_SELECTOR, 'svg.chart[data-chart="events"] a[data-type="limb_movement"]'
+    row = driver.find_element(
+        By.CSS_SELECTOR, 'svg.chart[data-chart="events"] g.row[data-type="limb_movement"]'
     )
-    event_id = marker.get_attribute("data-event-id")
-    driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", marker)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        (event_id, start_at) = conn.execute(
+            "SELECT id, start_at FROM events WHERE night_id = ? AND event_type = 'limb_movement'"
+            " ORDER BY start_at LIMIT 1",
+            (night_ids[-1],),
+        ).fetchone()
+    finally:
+        conn.close()
+    # a tap on the first limb-movement mark (x from its start, y in its row), as a finger would
+    first_s = float((row.get_attribute("data-starts") or "0").split(",")[0])
+    driver.execute_script(
+        """
+        const [row, firstS] = arguments;
+        const svg = row.closest('svg.chart');
+        const r = svg.getBoundingClientRect(), rows = svg.querySelectorAll('g.row');
+        const span = (Number(svg.dataset.t1) - Number(svg.dataset.t0)) / 1000;
+        const x = r.left + (firstS + 0.5) / span * r.width;
+        const y = r.top + (Number(row.dataset.row) + 0.5) / rows.length * r.height;
+        for (const type of ['pointerdown', 'pointerup']) {
+          const init = {bubbles: true, clientX: x, clientY: y, pointerType: 'mouse'};
+          svg.dispatchEvent(new PointerEvent(type, init));
+        }
+        """,
+        row,
+        first_s,
+    )
+    assert start_at
     section = wait_for(
         lambda: driver.find_element(By.CSS_SELECTOR, f'#event[data-event-id="{event_id}"]'),
         what=f"the section of event {event_id}",
