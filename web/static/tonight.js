@@ -98,7 +98,7 @@
   }
 
   function intensity(value) {
-    return value ? value.toFixed(1) : "\u2013";
+    return value ? value.toFixed(1) + " \u00d7 resting" : "\u2013";
   }
 
   function eventLabel(type) {
@@ -118,7 +118,7 @@
       return typeof value === "number" ? value.toFixed(1) : "\u2013";
     }
     if (value === null || value === undefined) {
-      return "unknown";
+      return key === "asleep" ? "not known yet (needs about 5 min in bed)" : "unknown";
     }
     if (typeof value === "boolean") {
       if (key === "sensor_ok" || key === "storage_ok") {
