@@ -613,7 +613,7 @@ def _check_out_parent(path: str) -> None:
 
 @_history
 def _cmd_nights(args: argparse.Namespace) -> int:
-    from service.history.load import list_nights, load_night, tags_by_date
+    from service.history.load import in_progress, list_nights, load_night, tags_by_date
     from service.history.summary import summarize_night
     from service.progress import Progress
     from service.timefmt import parse_iso_utc
@@ -638,6 +638,7 @@ def _cmd_nights(args: argparse.Namespace) -> int:
                             k: row.get(k)
                             for k in ("id", "night_date", "kind", "started_at", "ended_at", "profile")
                         },
+                        "in_progress": in_progress(row),
                         "raw_signal_kept": row["id"] in raw,
                         "tags": tags.get(str(row.get("night_date")), []),
                         "summary": summary,
@@ -666,6 +667,12 @@ def _cmd_nights(args: argparse.Namespace) -> int:
         bed = parse_iso_utc(d["started_at"]).astimezone(tz).strftime("%H:%M")
         awak = f"{s.get('awakenings', 0)}({s.get('awakenings_after_movement', 0)})"
         tag_text = ",".join(t["tag"] + (f":{t['detail']}" if t.get("detail") else "") for t in d["tags"])
+        if d["in_progress"]:  # its figures so far would read as a short, bad night
+            print(
+                f"{d['night_date'] or '-':<10} {d['kind']:<5} {bed:>5} {'in progress':<42} "
+                f"{'yes' if d['raw_signal_kept'] else 'no':>3}  {d['id']}  {tag_text}"
+            )
+            continue
         print(
             f"{d['night_date'] or '-':<10} {d['kind']:<5} {bed:>5} {hm(s.get('time_in_bed_min')):>6} "
             f"{hm(s.get('total_sleep_min')):>5} {num(s.get('efficiency_pct'), '.0f'):>4} {awak:>6} "

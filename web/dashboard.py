@@ -23,7 +23,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
 from service.detect.types import EVENT_TYPES
-from service.history.load import checkins_by_date, tags_by_date
+from service.history.load import checkins_by_date, in_progress, tags_by_date
 from service.history.user_data import (
     LABELS,
     TAGS,
@@ -166,8 +166,13 @@ def nights() -> ResponseReturnValue:
     conn = get_db()
     rows = [] if conn is None else history.nights_with_summaries(conn, kind=None, limit=NIGHTS_PAGE_LIMIT)
     path = SORT_KEYS[sort]
-    present = [n for n in rows if _dig(n, path) is not None]
-    missing = [n for n in rows if _dig(n, path) is None]
+
+    # A night in progress has no figures to sort by yet: it goes with the missing ones.
+    def sortable(n: dict[str, Any]) -> bool:
+        return _dig(n, path) is not None and (sort == "date" or not in_progress(n))
+
+    present = [n for n in rows if sortable(n)]
+    missing = [n for n in rows if not sortable(n)]
     present.sort(key=lambda n: (_dig(n, path), str(n["started_at"])), reverse=order == "desc")
     tags = {} if conn is None else tags_by_date(conn)
     checkins = {} if conn is None else checkins_by_date(conn)

@@ -22,9 +22,9 @@ from markupsafe import Markup
 
 from service import __version__
 from service.history.compare import compare_tags
-from service.history.load import checkins_by_date, list_nights, load_night, tags_by_date
+from service.history.load import checkins_by_date, in_progress, list_nights, load_night, tags_by_date
 from service.history.summary import summarize_night
-from service.history.trends import METRIC_PHRASES, change_rule
+from service.history.trends import METRIC_PHRASES, change_rule, usable_nights
 from service.timefmt import iso_utc, utc_now
 
 DISCLAIMER: Final = (
@@ -124,12 +124,14 @@ def report_context(
         "nights": nights,
         "first_date": nights[0]["date"] if nights else None,
         "last_date": nights[-1]["date"] if nights else None,
-        "averages": _averages([n["summary"] for n in nights]),
+        "averages": _averages([n["summary"] for n in nights if not n["in_progress"]]),
+        "finished": sum(1 for n in nights if not n["in_progress"]),
+        "in_progress": [n["date"] for n in nights if n["in_progress"]],
         "trend": trend.as_dict(),
         "trend_phrases": METRIC_PHRASES,
         "notable": _notable(comparisons),
         "comparisons": [_comparison_view(c.as_dict()) for c in comparisons],
-        "compare_nights": len(rows),
+        "compare_nights": len(usable_nights(rows)),
         "profiles": [(p, PROFILE_DESCRIPTIONS.get(p, "unknown profile")) for p in profiles],
         "all_profiles": PROFILE_DESCRIPTIONS,
         "tag_codes": TAG_CODES,
@@ -150,6 +152,7 @@ def _night_view(
     return {
         "id": night["id"],
         "date": date,
+        "in_progress": in_progress(night),
         "weekday": started.strftime("%a") if not date else datetime.fromisoformat(date).strftime("%a"),
         "bedtime": started.strftime("%H:%M"),
         "summary": s,
@@ -235,11 +238,17 @@ def _charts(nights: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return []
     labels = [n["date"][5:] for n in nights]
     codes = [n["tag_codes"] for n in nights]
-    index = [n["summary"].get("movement_index_per_h") for n in nights]
-    spasms = [float(n["spasm_count"] or 0) for n in nights]
-    spasm_i = [n["spasm_mean"] for n in nights]
-    awake = [float(n["summary"].get("awakenings") or 0) for n in nights]
-    after = [float(n["summary"].get("awakenings_after_movement") or 0) for n in nights]
+
+    def per_night(get: Callable[[dict[str, Any]], float | None]) -> list[float | None]:
+        """One value a night; None (a dash, no bar) for a night still in progress."""
+        return [None if n["in_progress"] else get(n) for n in nights]
+
+    index = per_night(lambda n: n["summary"].get("movement_index_per_h"))
+    spasms = per_night(lambda n: float(n["spasm_count"] or 0))
+    spasm_i = per_night(lambda n: n["spasm_mean"])
+    awake = per_night(lambda n: float(n["summary"].get("awakenings") or 0))
+    after = per_night(lambda n: float(n["summary"].get("awakenings_after_movement") or 0))
+    other = [None if a is None or b is None else a - b for a, b in zip(awake, after, strict=True)]
     return [
         {
             "title": "Movement index per night (movements per hour of sleep)",
@@ -257,7 +266,7 @@ def _charts(nights: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "title": "Awakenings per night",
             "svg": bar_chart(
                 labels,
-                [after, [a - b for a, b in zip(awake, after, strict=True)]],
+                [after, other],
                 codes=codes,
                 colors=["#6b4fa0", "#b9a8d8"],
                 unit="",

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from service.history.trends import METRICS, metric_value
+from service.history.trends import METRICS, metric_value, usable_nights
 
 KEYED_BY_DETAIL = ("medication", "custom")
 
@@ -111,16 +111,17 @@ def compare_tags(
 ) -> list[TagComparison]:
     """One :class:`TagComparison` per tag key seen on any date, sorted by key.
 
-    ``nights`` are ``list_nights`` rows; only those with a summary and a ``night_date`` take
-    part. ``enough`` needs at least ``min_nights`` nights with and without the tag; below
-    that the message says so ("not enough nights yet (3 with, 12 without; need 5 each)") and
-    only the means are given. A metric a night did not measure (None) leaves that night out
-    of that metric. Unknown metric names raise ValueError.
+    ``nights`` are ``list_nights`` rows; only finished ones with a summary and a ``night_date``
+    take part (a night in progress is left out until it ends). ``enough`` needs at least
+    ``min_nights`` nights with and without the tag; below that the message says so ("not
+    enough nights yet (3 with, 12 without; need 5 each)") and only the means are given. A
+    metric a night did not measure (None) leaves that night out of that metric. Unknown metric
+    names raise ValueError.
     """
     for name in metrics:
         if name not in METRICS:
             raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
-    usable = [n for n in nights if isinstance(n.get("summary"), dict) and n.get("night_date")]
+    usable = usable_nights(nights)
     keys_by_date: dict[str, set[str]] = {}
     labels: dict[str, tuple[str, str]] = {}
     for night_date, tags in tags_by_date.items():

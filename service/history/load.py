@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,16 @@ def list_nights(
         sql += " LIMIT ?"
         params.append(limit)
     return [_night_dict(r) for r in conn.execute(sql, params)]
+
+
+def in_progress(night: Mapping[str, Any]) -> bool:
+    """Whether a ``nights`` row (as ``list_nights`` gives it) is a night still open: no end yet.
+
+    An open night's figures are partial (0:00 in bed, no sleep yet, a few events), so it is shown
+    "in progress" and left out of averages, trends, comparisons and the change rule until it ends.
+    A dict without an ``ended_at`` key at all (not a ``nights`` row) counts as finished.
+    """
+    return "ended_at" in night and not night["ended_at"]
 
 
 def tags_by_date(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """Trends over many nights: weekly aggregates and the rule that notices a sustained rise.
 
 Input is the list of nights from ``service.history.load.list_nights`` (each with its parsed
-``summary`` from ``summarize_night``); nights without a summary are skipped. Pure numpy.
+``summary`` from ``summarize_night``); nights without a summary, and a night still in progress
+(no ``ended_at`` yet), are skipped. Pure numpy.
 
 The change rule compares the last ``recent`` nights with the ``baseline`` nights before
 them, one metric at a time, with a one-sided permutation test on the difference in means
@@ -23,6 +24,8 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from service.history.load import in_progress
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +93,26 @@ CHANGE_METRICS: Final = (
 
 
 def metric_value(night: dict[str, Any], name: str) -> float | None:
-    """The metric ``name`` (a key of :data:`METRICS`) of a ``list_nights`` row; None if unknown."""
-    summary = night.get("summary")
-    if not isinstance(summary, dict):
-        return None
+    """The metric ``name`` (a key of :data:`METRICS`) of a ``list_nights`` row; None if unknown
+    or while the night is still in progress (:func:`~service.history.load.in_progress`)."""
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    summary = night.get("summary")
+    if not isinstance(summary, dict) or in_progress(night):
+        return None
     return METRICS[name](summary)
 
 
+def usable_nights(nights: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nights trends and comparisons count: finished, with a summary and a night date."""
+    return [
+        n for n in nights if isinstance(n.get("summary"), dict) and n.get("night_date") and not in_progress(n)
+    ]
+
+
 def _with_summary(nights: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Nights with a summary and a night date, oldest first (by date, then start time)."""
-    kept = [n for n in nights if isinstance(n.get("summary"), dict) and n.get("night_date")]
+    """Finished nights with a summary and a night date, oldest first (by date, then start time)."""
+    kept = usable_nights(nights)
     return sorted(kept, key=lambda n: (str(n["night_date"]), str(n.get("started_at") or "")))
 
 

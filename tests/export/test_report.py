@@ -186,7 +186,7 @@ def test_report_shows_the_known_tag_difference_and_only_it_as_notable(tmp_path: 
     assert -4.0 <= low <= -3.0 <= high <= -2.0
 
     section = html.split('<section id="with-without">')[1].split("</section>")[0]
-    assert "Over the last 20 nights" in section
+    assert "Over the last 20 finished nights" in section
     heat_rows = _row(section, "heat")
     spasm_row = next(r for r in heat_rows if "spasms per night" in r)
     assert spasm_row[-4:] == ["spasms per night", "1.5", "4.5", f"-3.0 ({low:.1f} to {high:.1f})"]

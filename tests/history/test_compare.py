@@ -13,7 +13,7 @@ import pytest
 from service.history.compare import bootstrap_diff_ci, compare_tags, tag_key
 from service.history.load import connect, list_nights, tags_by_date
 from service.history.user_data import add_tag
-from tests.history import HistoryDb
+from tests.history import HistoryDb, at
 
 FIRST = date(2026, 9, 1)
 
@@ -129,8 +129,9 @@ def test_compare_on_nights_and_tags_read_from_the_database(tmp_path: Path) -> No
     db = HistoryDb(tmp_path / "b.sqlite3")
     for i in range(12):
         n = _night(i, 6.0 if i % 2 else 2.0, awakenings=float(i % 3))
-        db.night(n["id"], n["started_at"], None, night_date=n["night_date"], summary=n["summary"])
-    db.night("bare", "2026-12-01T22:00:00.000Z", None)  # no summary: left out
+        ended = at(n["started_at"], 8 * 3600)
+        db.night(n["id"], n["started_at"], ended, night_date=n["night_date"], summary=n["summary"])
+    db.night("bare", "2026-12-01T22:00:00.000Z", "2026-12-02T06:00:00.000Z")  # no summary: left out
     db.close()
     conn = connect(tmp_path / "b.sqlite3", readonly=False)
     for i in range(1, 12, 2):

@@ -13,7 +13,7 @@ import pytest
 
 from service.history.load import connect, list_nights
 from service.history.trends import change_rule, permutation_p_rise, weekly
-from tests.history import HistoryDb
+from tests.history import HistoryDb, at
 
 FIRST = date(2026, 9, 1)
 STEADY = [2.0, 3.0, 4.0, 3.0, 3.0, 2.0, 4.0]  # mean 3
@@ -200,8 +200,10 @@ def test_change_rule_on_summaries_stored_in_the_database(tmp_path: Path) -> None
     values = STEADY * 4 + [6.0] * 7
     for i, v in enumerate(values):
         n = _night(i, spasms=v)
-        db.night(n["id"], n["started_at"], None, night_date=n["night_date"], summary=n["summary"])
-    db.night("nap", "2026-12-20T13:00:00.000Z", None, kind="nap", summary=_night(0, spasms=50.0)["summary"])
+        ended = at(n["started_at"], 8 * 3600)
+        db.night(n["id"], n["started_at"], ended, night_date=n["night_date"], summary=n["summary"])
+    nap = _night(0, spasms=50.0)["summary"]
+    db.night("nap", "2026-12-20T13:00:00.000Z", "2026-12-20T14:00:00.000Z", kind="nap", summary=nap)
     db.close()
     conn = connect(tmp_path / "b.sqlite3")
     report = change_rule(list_nights(conn))
