@@ -3,13 +3,18 @@
 A sample is *implausible* when it sits on an ADC rail (if the full scale is known), or jumps
 from the previous sample by more than ``glitch_jump_k`` times the larger of the typical
 per-second largest jump (median over the last 30 s) and the previous second's (so an ongoing
-movement raises the bar), or by more than ``disturbance_jump_k`` times the typical one
-whatever is going on. (Per-second "largest" is the 10th largest, so a glitch does not raise
-its own bar.) Real movement on a bed sensor is mechanically low-passed: on the reference
-fibre-optic recording the largest movement jump is about 15x the quiet per-second maximum,
-on a clean piezo a sharp jerk sampled at 250 Hz reaches 50-120x, while ADC glitches and the
-fibre's disturbance jump by 300-500x. Implausible samples are replaced by the last
-good value (so they never reach the movement filters) until either
+movement raises the bar), or by more than ``disturbance_jump_k`` times the typical one whatever
+is going on. (Per-second "largest" is the 10th largest, so a glitch does not raise its own
+bar.) Within a second of a jump accepted as a sharp movement (it did not come back), only the
+disturbance limit applies: a jerk's later samples can bounce back near an earlier one within
+``glitch_max_samples``, and at 50 Hz a jerk of 40 resting levels jumps by 50-200x the quiet
+scale, so the glitch rule would otherwise cut it out as a ``sensor_fault``. A dropped reading
+(a sample at 0 or full scale) still jumps past the disturbance limit. Real movement on a bed
+sensor is mechanically low-passed: on the reference fibre-optic recording the largest movement
+jump is about 15x the quiet per-second maximum, on a clean piezo a sharp jerk sampled at 250 Hz
+reaches 50-120x, while ADC glitches and the fibre's disturbance jump by 300-500x. Implausible
+samples are replaced by the last good value (so they never reach the movement filters) until
+either
 
 * the signal returns to within a quarter of the limit of the last good value (a *glitch* if
   the run is at most ``glitch_max_samples`` long, else a *disturbance*), or
@@ -121,6 +126,9 @@ class SensorHealth:
         self.last_good = 0.0
         self.consistent = 0
         self.fault_rail = False
+        # a sharp movement is in progress up to this sample (absolute index): only the
+        # disturbance limit applies until then
+        self.move_until = -1
         # stuck state
         self.same_run = 0
         self.stuck_reported = False
@@ -319,6 +327,12 @@ class SensorHealth:
                 ci += 1
                 last_good = float(clean[i - 1]) if i > 0 else float(self.prev_clean)
                 k = sec(i)
+                if start_abs + i <= self.move_until and d[i] <= ld_full[k] and not rail_all[i]:
+                    # within a second of a sharp movement jump: the movement raises the bar
+                    # (a jerk's later samples can bounce back near an earlier one)
+                    self.move_until = start_abs + i + self.sec_n
+                    pos = i + 1
+                    continue
                 tol = _RETURN_FRACTION * ld_full[k] / self.p.disturbance_jump_k * self.p.glitch_jump_k
                 big = bool(rail_all[i]) or d[i] > ld_full[k]
                 # a glitch comes back within glitch_max_samples: look ahead for the return
@@ -339,6 +353,7 @@ class SensorHealth:
                     continue
                 if not big:
                     pos = i + 1  # a sharp movement, not a fault: it did not come back
+                    self.move_until = start_abs + i + self.sec_n
                     continue
                 if not copied:
                     clean = x[:n].copy()

@@ -189,3 +189,41 @@ def test_row_medians_and_steps_are_numpys() -> None:
     for prev in (0.25, float(x[0])):
         assert np.array_equal(_abs_steps(x, prev), np.abs(np.diff(x, prepend=prev)))
     assert np.array_equal(_abs_steps(x[:1], 2.0), np.abs(np.diff(x[:1], prepend=2.0)))
+
+
+def _sharp_jerk(rate: float, seed: int, peak_levels: float) -> tuple[np.ndarray, int]:
+    """A sleeper with one strong, sharp jerk at 50 s (``peak_levels`` x the resting level):
+    a 10-ms attack, a 2-20 Hz burst and a small displacement bump, 0.25-0.35 s long."""
+    from tests.detect.test_boundaries import _resting_level, _tilted_noise
+
+    x = sleeper(rate, 90.0, seed=seed)
+    level = _resting_level(x, rate)
+    dur_s = 0.25 + 0.05 * (seed % 3)
+    t = np.arange(round(dur_s * rate)) / rate
+    env = (0.5 - 0.5 * np.cos(np.pi * np.clip(t / 0.01, 0, 1))) * (
+        0.5 - 0.5 * np.cos(np.pi * np.clip((dur_s - t) / (dur_s - 0.01), 0, 1))
+    )
+    burst = env * _tilted_noise(np.random.default_rng(200 + seed), t.size, rate, 2.0, 20.0)
+    i0 = round(50.0 * rate)
+    x[i0 : i0 + t.size] += peak_levels * level * (burst + 1.5 * np.sin(np.pi * t / dur_s) ** 2)
+    return x, i0
+
+
+def test_a_strong_sharp_jerk_at_50_hz_is_a_jerk_not_a_glitch_but_a_glitch_after_it_still_is() -> None:
+    # at 50 Hz a jerk of 40 resting levels moves by 50-200x the quiet per-second jump between
+    # samples; its later samples can bounce back near an earlier one within 4 samples, which
+    # the glitch rule took for a glitch (the jerk was cut and reported as a sensor_fault)
+    from service.detect import analyze_array
+
+    for seed in (3, 4):
+        x, i0 = _sharp_jerk(50.0, seed, 40.0)
+        _, fault, evs, _ = run(x, rate=50.0)
+        assert not fault[i0 - 5 : i0 + 25].any() and not evs, seed
+        outs = [o for o in analyze_array(x, 50.0) if isinstance(o, Event) and o.start_s > 40.0]
+        assert [e.type for e in outs] == ["jerk"], (seed, outs)
+        # a sample at 0 (a dropped reading) 0.6 s later, while the jerk still raises the bar
+        x[i0 + 30] = 0.0
+        clean, fault, evs, _ = run(x, rate=50.0)
+        assert fault[i0 + 30] and clean[i0 + 30] != 0.0, seed
+        assert [e.type for e in evs] == ["sensor_fault"] and evs[0].details["kind"] == 1.0, seed
+        assert np.array_equal(run(x, rate=50.0, block=7)[1], fault)
