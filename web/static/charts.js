@@ -5,6 +5,8 @@
 // - Tap an event mark: open that event (?type=<type>&at=HH:MM:SS; the server finds it).
 // - Trends: the night under the pointer and its value.
 // - Tonight: the last-hour chart is fetched again from the server every 30 s.
+// - Time axes: on a narrow screen, labels that would overlap are thinned to every 2nd, 3rd, ...
+//   (the last kept), so hours and dates stay legible on a phone.
 // Each chart carries its values as data-* attributes; times are shown in the Pi's local time
 // (data-utc-offset-min), like the axis labels the server drew. Text goes in with textContent only.
 "use strict";
@@ -286,6 +288,57 @@
     window.location.assign(url.pathname + url.search + hash);
   }
 
+  // Time-axis labels: inside the axis; keep every k-th (counted back from the last) for the smallest k at which
+  // none overlaps the next; the server draws them all, for a wide screen.
+  const LABEL_GAP_PX = 4;
+  function thinLabels(root) {
+    for (const axis of root.querySelectorAll("svg.x-axis")) {
+      const labels = Array.from(axis.querySelectorAll("text.tick-label"));
+      for (const t of labels) {
+        t.classList.remove("thinned");
+        t.dataset.anchor = t.dataset.anchor || t.getAttribute("text-anchor") || "start";
+        t.setAttribute("text-anchor", t.dataset.anchor);
+      }
+      // A label centred on a tick near an end would stick out of the axis: align it to that end.
+      const edge = axis.getBoundingClientRect();
+      for (const t of labels) {
+        const r = t.getBoundingClientRect();
+        if (r.width > 0 && r.left < edge.left) {
+          t.setAttribute("text-anchor", "start");
+        } else if (r.width > 0 && r.right > edge.right) {
+          t.setAttribute("text-anchor", "end");
+        }
+      }
+      const boxes = labels.map((t) => t.getBoundingClientRect());
+      if (!boxes.length || boxes[0].width === 0) {
+        continue; // not laid out (a hidden section)
+      }
+      const order = labels.map((_, i) => i).sort((a, b) => boxes[a].left - boxes[b].left);
+      const last = order.length - 1;
+      for (let k = 1; k <= order.length; k++) {
+        const kept = order.filter((_, j) => (last - j) % k === 0);
+        const clear = kept.every((i, j) => j === 0 || boxes[kept[j - 1]].right + LABEL_GAP_PX <= boxes[i].left);
+        if (clear) {
+          for (const i of order) {
+            labels[i].classList.toggle("thinned", !kept.includes(i));
+          }
+          break;
+        }
+      }
+    }
+  }
+  thinLabels(document);
+  let thinPending = false;
+  window.addEventListener("resize", () => {
+    if (!thinPending) {
+      thinPending = true;
+      window.requestAnimationFrame(() => {
+        thinPending = false;
+        thinLabels(document);
+      });
+    }
+  });
+
   // Tonight: fetch the last-hour chart again every 30 s while the page is visible.
   const live = document.getElementById("live-chart");
   if (live && live.dataset.chartUrl) {
@@ -304,6 +357,7 @@
         if (body && old) {
           old.replaceWith(document.importNode(body, true));
           live.hidden = !body.querySelector("svg.chart");
+          thinLabels(live);
           live.dataset.refreshed = String(Number(live.dataset.refreshed || 0) + 1);
         }
       } catch (err) {
