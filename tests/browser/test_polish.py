@@ -120,12 +120,16 @@ def test_events_chart_rows_are_named_beside_the_marks_and_the_vitals_key_is_off_
         lambda: driver.find_element(By.CSS_SELECTOR, 'svg.chart[data-chart="events"]'), what="events chart"
     )
     chart = svg.rect
-    labels = driver.find_elements(By.CSS_SELECTOR, ".lanes .lane-labels li")
+    labels = driver.find_elements(By.CSS_SELECTOR, '.lane[data-lane="events"] .lane-labels li')
     types = driver.execute_script(
-        "return [...new Set([...arguments[0].querySelectorAll('a[data-type]')].map(a => a.dataset.type))]",
+        "return [...arguments[0].querySelectorAll('g.row[data-type]')].map(g => g.dataset.type)", svg
+    )
+    marked = driver.execute_script(
+        "return [...arguments[0].querySelectorAll('g.row[data-type]')].filter(g => g.dataset.starts)"
+        ".map(g => g.dataset.type)",
         svg,
     )
-    assert len(labels) >= len(types) > 0
+    assert len(labels) >= len(types) > 0 and marked
     for label in labels:
         box = label.rect
         assert box["x"] + box["width"] <= chart["x"] + 0.5, f"row name {label.text!r} overlaps the marks"
@@ -134,23 +138,25 @@ def test_events_chart_rows_are_named_beside_the_marks_and_the_vitals_key_is_off_
             driver.execute_script("return parseFloat(getComputedStyle(arguments[0]).fontSize)", label)
         )
         assert size >= 11, f"row name {label.text!r} at {size} px"
-    # Each row name sits level with its marks: the first mark of each type is inside its label's band.
-    for i, label in enumerate(labels):
-        name_box = label.rect
-        first = driver.execute_script(
-            "const a = [...arguments[0].querySelectorAll('a[data-type]')].find("
-            "  a => a.querySelector('rect').getAttribute('y') == arguments[1]);"
-            "return a ? a.querySelector('rect').getBoundingClientRect().toJSON() : null;",
+    # Each row name sits level with its marks: the middle of the row's drawn marks is inside its label's band.
+    names = {label.get_attribute("data-type"): label for label in labels}
+    for kind in marked:
+        name_box = names[kind].rect
+        marks = driver.execute_script(
+            'const g = arguments[0].querySelector(`g.row[data-type="${arguments[1]}"]`);'
+            "return g.getBoundingClientRect().toJSON();",
             svg,
-            str(i * 16 + 3),
+            kind,
         )
-        if first is not None:
-            middle = first["y"] + first["height"] / 2 + driver.execute_script("return window.scrollY")
-            assert name_box["y"] <= middle <= name_box["y"] + name_box["height"], (label.text, first)
-    vitals = driver.find_element(By.CSS_SELECTOR, 'svg.chart[data-chart="vitals"]')
-    assert vitals.find_elements(By.CSS_SELECTOR, "text.legend") == []
-    key = driver.find_element(By.CSS_SELECTOR, ".legend-line .key.heart").rect
-    assert key["y"] >= vitals.rect["y"] + vitals.rect["height"], "the heart/breath key is below the chart"
+        middle = marks["y"] + marks["height"] / 2 + driver.execute_script("return window.scrollY")
+        assert name_box["y"] <= middle <= name_box["y"] + name_box["height"], (names[kind].text, marks)
+    # Heart and breathing have their own lanes; their names and units are in captions above the
+    # lines, never text drawn over them.
+    for name in ("heart", "breath"):
+        lane = driver.find_element(By.CSS_SELECTOR, f'svg.chart[data-chart="{name}"]')
+        assert lane.find_elements(By.CSS_SELECTOR, "text.legend") == []
+        caption = driver.find_element(By.CSS_SELECTOR, f'figure[data-plot="{name}"] figcaption').rect
+        assert caption["y"] + caption["height"] <= lane.rect["y"], f"the {name} caption is above its chart"
     overflow = driver.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
