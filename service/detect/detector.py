@@ -34,7 +34,14 @@ from typing import NamedTuple
 import numpy as np
 
 from service.detect.baseline import Baseline
-from service.detect.classify import PlmTracker, RestlessTracker, SeriesOut, classify_segment, plm_interval_s
+from service.detect.classify import (
+    Label,
+    PlmTracker,
+    RestlessTracker,
+    SeriesOut,
+    classify_segment,
+    plm_interval_s,
+)
 from service.detect.condition import Conditioner
 from service.detect.emit import (
     ORDER_EPOCH,
@@ -200,6 +207,7 @@ class Detector:
         self.serial = 0
         self.state = State(0.0, None, False, None)
         self.recent_moves: deque[Event] = deque(maxlen=64)
+        self.last_brief: tuple[float, float] | None = None  # (start_s, peak) of the last brief burst
         self.fault_leads: list[FaultLead] = []
         self.presence_log: list[tuple[int, bool]] = []  # (frame decided, in bed)
         self.flushed = False
@@ -351,6 +359,8 @@ class Detector:
         start_s, end_s = self._bounds_s(s)
         lab = classify_segment(ratio, band, self.frame_s, self.fs, p, breath, before, end_s - start_s)
         off_state = self._pend(at, ORDER_STATE, StateChange("moving", False, end_s))
+        if self._heartbeat(lab, start_s, end_s):
+            return [off_state]
         if not lab.type:
             return [off_state]
         # a movement that runs into a sensor fault is the fault's doing, not a movement: the
@@ -369,6 +379,25 @@ class Detector:
         )
         moves.append(_Move(s.decided, at, lab.type, start_s, end_s, lab.intensity))
         return [self._pend(at, ORDER_MOVEMENT, ev), off_state]
+
+    def _heartbeat(self, lab: Label, start_s: float, end_s: float) -> bool:
+        """Is this brief burst a beat of a heartbeat train rather than a jerk?
+
+        A jerk is a single brief burst. Brief bursts one heart period apart (onset to onset
+        60/heart_max_bpm to 60/heart_min_bpm s) and of similar size (within
+        ``jerk_beat_ratio``) are heartbeats standing above a baseline that has not learned
+        them yet, as in the seconds after someone gets into an empty bed. Only the previous
+        brief burst is looked at (causal, no delay), so a train's first beat still passes.
+        """
+        p = self.params
+        if min(lab.details.get("core_s", math.inf), end_s - start_s) >= p.jerk_max_s:
+            return False
+        prev, self.last_brief = self.last_brief, (start_s, lab.intensity)
+        if lab.type != "jerk" or prev is None or p.jerk_beat_ratio <= 0:
+            return False
+        gap = start_s - prev[0]
+        size = max(lab.intensity, prev[1]) / max(min(lab.intensity, prev[1]), 1e-12)
+        return 60.0 / p.heart_max_bpm <= gap <= 60.0 / p.heart_min_bpm and size <= p.jerk_beat_ratio
 
     def _bounds_s(self, s: Segment) -> tuple[float, float]:
         """A movement's physical start and end, seconds, placed on the samples, not the frames.

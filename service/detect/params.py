@@ -101,6 +101,12 @@ class DetectorParams:
 
     # --- stage 4: classification -----------------------------------------------------------
     jerk_max_s: float = param(0.5, "Movements shorter than this are jerks (hypnic / myoclonic), seconds.")
+    jerk_beat_ratio: float = param(
+        2.0,
+        "A brief burst starting one heart period (60/heart_max_bpm to 60/heart_min_bpm s) after the "
+        "previous brief burst, peaking within this factor of it, is a heartbeat the baseline has not "
+        "learned yet (just after getting into bed), not a jerk (a jerk is a single burst); 0 disables.",
+    )
     jerk_min_intensity: float = param(
         8.0,
         "A movement shorter than jerk_max_s must peak at this x baseline to be a jerk; weaker ones "

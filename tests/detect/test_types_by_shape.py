@@ -64,3 +64,25 @@ def test_sustained_high_pitched_contraction_at_ten_times_rest_is_a_spasm() -> No
         assert ev.details["median_intensity"] < 25.0  # below the old sustain rule
         (old,) = _movements(x, rate, OLD_RULES)
         assert old.type != "spasm"
+
+
+def test_heartbeats_above_an_empty_bed_baseline_are_no_train_of_jerks() -> None:
+    # someone gets into an empty bed: the baseline is still the empty bed's noise floor, so
+    # every heartbeat stands far above it until the baseline learns the new resting level
+    # (baseline_steady_s); a jerk is a single brief burst, so a train of brief bursts one
+    # heart period apart is heartbeats (the old rules reported 5-6 jerks, one per beat)
+    from tests.detect.synth import add_burst, empty_bed
+
+    for rate, seed, amp in ((50.0, 1, 1.0), (50.0, 3, 1.0), (250.0, 0, 0.5), (250.0, 1, 0.5)):
+        x = empty_bed(rate, 150.0, seed=seed)
+        s = sleeper(rate, 150.0, seed=seed)
+        i = round(60.0 * rate)
+        x[i:] = 2048.0 + (s[i:] - 2048.0) * amp
+        add_burst(x, rate, 58.0, 3.0, rms=200.0, band=(0.5, 10.0), seed=seed)
+        jerks = [e for e in _movements(x, rate) if e.type == "jerk" and e.start_s > 61.0]
+        assert len(jerks) <= 1, (rate, seed, [round(e.start_s, 1) for e in jerks])
+        # two single jerks 3 s apart later in the night are both jerks
+        add_burst(x, rate, 120.0, 0.2, rms=300.0, band=(2.0, 12.0), seed=seed)
+        add_burst(x, rate, 123.0, 0.2, rms=300.0, band=(2.0, 12.0), seed=seed + 1)
+        late = [e for e in _movements(x, rate) if e.start_s > 110.0]
+        assert [e.type for e in late] == ["jerk", "jerk"], (rate, seed, late)
