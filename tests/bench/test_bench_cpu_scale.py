@@ -24,7 +24,9 @@ def test_nbody_gives_the_published_energies_and_the_pi4_ratio(tmp_path: Path) ->
     assert doc["steps"] == 1000 and doc["cpu_s"] >= 0
     # The Benchmarks Game's published output for n = 1000: the same program, step for step.
     assert doc["energy"] == [-0.169075164, -0.169087605]
-    assert doc["pi4_slower_x"] == round(158.3 / doc["cpu_s_per_5m_steps"], 2)
+    # the ratio is computed before cpu_s_per_5m_steps is rounded to 0.1 s: equal within that rounding
+    per_5m = doc["cpu_s_per_5m_steps"]
+    assert 158.3 / (per_5m + 0.05) - 0.005 <= doc["pi4_slower_x"] <= 158.3 / max(per_5m - 0.05, 1e-9) + 0.005
 
 
 def test_nbody_refuses_zero_steps() -> None:
