@@ -17,7 +17,9 @@ samples are replaced by the last good value (so they never reach the movement fi
 either
 
 * the signal returns to within a quarter of the limit of the last good value (a *glitch* if
-  the run is at most ``glitch_max_samples`` long, else a *disturbance*), or
+  the run is at most ``glitch_max_samples`` long and every sample of it is away from that
+  value by more than the limit, so a coarsely sampled burst that swings back through the level
+  is no glitch; else a *disturbance*), or
 * it stays self-consistent (every jump within the limit) for ``resync_s``: the sensor has
   a new level (re-zeroed, re-seated). The new level is accepted and downstream filters are
   reset to it, so the step never rings through the movement band.
@@ -338,8 +340,12 @@ class SensorHealth:
                 # a glitch comes back within glitch_max_samples: look ahead for the return
                 hi = min(x.size, i + 1 + self.p.glitch_max_samples)
                 back = ~rail_all[i + 1 : hi] & (np.abs(x[i + 1 : hi] - last_good) <= tol)
-                if back.any():
-                    j = i + 1 + int(np.argmax(back))
+                j = i + 1 + int(np.argmax(back)) if back.any() else -1
+                # every sample of a glitch is away from the level (beyond the glitch limit): a
+                # burst sampled coarsely swings out and passes back through it on its way
+                if j > i + 1 and not (np.abs(x[i + 1 : j] - last_good) > 4.0 * tol).all():
+                    j = -1
+                if j > 0:
                     if not copied:
                         clean = x[:n].copy()
                         copied = True

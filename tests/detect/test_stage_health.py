@@ -227,3 +227,20 @@ def test_a_strong_sharp_jerk_at_50_hz_is_a_jerk_not_a_glitch_but_a_glitch_after_
         assert fault[i0 + 30] and clean[i0 + 30] != 0.0, seed
         assert [e.type for e in evs] == ["sensor_fault"] and evs[0].details["kind"] == 1.0, seed
         assert np.array_equal(run(x, rate=50.0, block=7)[1], fault)
+
+
+def test_a_jerk_sampled_at_50_hz_that_swings_back_through_the_level_is_no_glitch() -> None:
+    # a 0.2-s 2-20 Hz burst of 10-30 resting levels on a clean sensor at 50 Hz: its first
+    # jump is 100-150x the quiet jump scale, and a sample or two later it passes back near
+    # the level on its way to the other side; those samples are not away from the level, so
+    # this is no glitch (the old rule cut two of these six jerks out as a sensor_fault)
+    from service.detect import analyze_array
+
+    for seed in range(6):
+        x = sleeper(50.0, 150.0, seed=seed)
+        add_burst(x, 50.0, 120.0, 0.2, rms=300.0, seed=seed)
+        add_burst(x, 50.0, 123.0, 0.2, rms=300.0, seed=seed + 1)
+        _, fault, evs, _ = run(x, rate=50.0)
+        assert not fault.any() and not evs, seed
+        outs = [o for o in analyze_array(x, 50.0) if isinstance(o, Event) and o.start_s > 110.0]
+        assert [e.type for e in outs] == ["jerk", "jerk"], (seed, outs)
