@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 LIVE_WRITE_PERIOD_S = 1.0
 #: ...and this often when nothing but its time changed (a heartbeat for `bedside status`).
 LIVE_HEARTBEAT_S = 10.0
+#: While the live state says messages wait in the outbox, the outbox is counted again this often, so
+#: the figure falls within about a second of the broker's acknowledgements (seconds).
+OUTBOX_RECOUNT_S = 0.5
 #: Vitals-only changes of the retained MQTT state are published at most this often.
 STATE_PUBLISH_PERIOD_S = 10.0
 #: The sensor counts as healthy again this many seconds (stream time) after its last fault.
@@ -115,6 +118,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._last_live_write = 0.0
+        self._last_outbox_count = 0.0
         self._last_live_doc: dict[str, Any] = {}
         self._last_state_publish = 0.0
         self._last_watchdog = 0.0
@@ -1016,14 +1020,24 @@ class Daemon:
     async def _publish_live(self, *, force: bool) -> None:
         assert self.store is not None
         now = time.monotonic()
+        recounted = False
         if self.mqtt is not None:
             self.live.mqtt_connected = self.mqtt.connected
-            self.live.outbox_len = await self.store.outbox_len() if force else self.live.outbox_len
+            # Acknowledgements arrive on their own time: count what really waits, not what was queued.
+            if force or (self.live.outbox_len and now - self._last_outbox_count >= OUTBOX_RECOUNT_S):
+                waiting = await self.store.outbox_len()
+                recounted = waiting != self.live.outbox_len  # written at once, not a second later
+                self.live.outbox_len, self._last_outbox_count = waiting, now
             if force or now - self._last_state_publish >= STATE_PUBLISH_PERIOD_S:
                 self.mqtt.publish_retained(self.topics.state, self.live.as_dict())
                 self._last_state_publish = now
         since = now - self._last_live_write
-        if force or since >= LIVE_HEARTBEAT_S or (since >= LIVE_WRITE_PERIOD_S and self._live_changed()):
+        if (
+            force
+            or recounted
+            or since >= LIVE_HEARTBEAT_S
+            or (since >= LIVE_WRITE_PERIOD_S and self._live_changed())
+        ):
             self.live.updated_at = iso_utc(utc_now())
             doc = self.live.as_dict()
             await self.store.set_live_state(self.cfg.unit_id, self.live.updated_at, doc)
