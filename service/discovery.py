@@ -24,10 +24,16 @@ def node_id(topics: Topics) -> str:
     return f"bedside_{topics.unit_id}".replace("-", "_")
 
 
+def device_name(unit_id: str) -> str:
+    """The device's name in Home Assistant, which prefixes every entity's name with it: "Bedside"
+    for the default unit (never "Bedside bedside"), "Bedside <unit>" for any other."""
+    return "Bedside" if unit_id.strip().lower() == "bedside" else f"Bedside {unit_id}"
+
+
 def _device(topics: Topics, sw_version: str) -> dict[str, Any]:
     return {
         "identifiers": [node_id(topics)],
-        "name": f"Bedside {topics.unit_id}",
+        "name": device_name(topics.unit_id),
         "manufacturer": "Bedside",
         "model": "Bedside movement monitor",
         "sw_version": sw_version,
