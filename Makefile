@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench setup clean ha-venv bench-pi qemu-arm64-test
+.PHONY: demo test lint typecheck pytest bench setup clean ha-venv bench-pi qemu-arm64-test browser-packages
 
 $(STAMP): pyproject.toml
 	./scripts/system-packages.sh
@@ -29,7 +29,11 @@ typecheck: $(STAMP)
 ha-venv:
 	./scripts/ha-venv.sh
 
-pytest: $(STAMP) ha-venv
+# Debian's headless Chromium and its driver, for the dashboard's browser tests only (not the demo).
+browser-packages:
+	./scripts/system-packages.sh --browser
+
+pytest: $(STAMP) ha-venv browser-packages
 	$(BIN)/pytest --durations=20
 
 test: lint typecheck pytest
