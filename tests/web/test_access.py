@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -252,6 +252,21 @@ def test_guesses_from_many_addresses_hit_the_global_limit(locked_server: ServerH
     assert http(locked_server.url + "/healthz").status == 200
 
 
+def _wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], why: Callable[[], str], timeout_s: float = 60.0
+) -> None:
+    """Wait until ``url``/healthz answers 200; fail with ``why()`` if ``proc`` ends or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if http(url + "/healthz", timeout_s=2.0).status == 200:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, why()
+        time.sleep(0.2)
+
+
 def test_web_allowed_hosts_from_the_config_file_reach_bedside_web(week: Week, tmp_path: Path) -> None:
     config = tmp_path / "bedside.toml"
     config.write_text('[web]\nallowed_hosts = ["bedside.example.org", ".home.arpa"]\n', encoding="utf-8")
@@ -265,15 +280,7 @@ def test_web_allowed_hosts_from_the_config_file_reach_bedside_web(week: Week, tm
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http(url + "/healthz", timeout_s=2.0).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "bedside web did not start"
-            time.sleep(0.2)
+        _wait_healthy(url, proc, lambda: "bedside web did not start")
         client = Client(url)
         for host, status in (("bedside.example.org", 200), ("pi.home.arpa", 200), ("evil.example", 400)):
             assert client.request("/healthz", headers={"Host": host}).status == status, host
@@ -297,15 +304,7 @@ def test_web_allowed_hosts_reach_the_dashboard_the_daemon_starts(tmp_path: Path)
     proc = start_daemon(args, tmp_path / "d.log")
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http(url + "/healthz", timeout_s=2.0).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "d.log").read_text()
-            time.sleep(0.2)
+        _wait_healthy(url, proc, lambda: (tmp_path / "d.log").read_text())
         client = Client(url)
         assert client.request("/healthz", headers={"Host": "bedside.example.org"}).status == 200
         assert client.request("/healthz", headers={"Host": "evil.example"}).status == 400
