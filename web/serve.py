@@ -24,6 +24,22 @@ from web import create_app
 
 logger = logging.getLogger(__name__)
 
+
+class _ClosedTabIsDebug(logging.Filter):
+    """waitress logs "Client disconnected while serving /api/stream" at INFO each time a browser
+    tab with a live stream closes: an everyday event, kept only when ``waitress`` logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.getMessage().startswith(
+            "Client disconnected while serving"
+        ):
+            return logging.getLogger("waitress").isEnabledFor(logging.DEBUG)
+        return True
+
+
+CLOSED_TAB_FILTER = _ClosedTabIsDebug()
+logging.getLogger("waitress").addFilter(CLOSED_TAB_FILTER)
+
 DEFAULT_THREADS = 12
 """Waitress worker threads; each request and each open live stream (Tonight) holds one. At most
 ``STREAM_MAX_TOTAL`` (6) streams are open at once (web.stream), so 6 are always left for pages."""

@@ -7,6 +7,7 @@ All over real HTTP to the real app under waitress (``web.serve.start_in_thread``
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -207,3 +208,20 @@ def test_idle_connections_neither_lock_out_clients_nor_stay_open(stream_server: 
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_closed_tab_is_not_logged_at_info_but_other_waitress_lines_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """waitress's "Client disconnected while serving /api/stream" came at INFO for every closed tab."""
+    import web.serve  # noqa: F401  (installs the filter on waitress's logger)
+
+    waitress_log = logging.getLogger("waitress")
+    with caplog.at_level(logging.INFO, logger="waitress"):
+        waitress_log.info("Client disconnected while serving /api/stream")
+        waitress_log.info("Serving on http://127.0.0.1:8080")
+    messages = [r.getMessage() for r in caplog.records if r.name == "waitress"]
+    assert messages == ["Serving on http://127.0.0.1:8080"]
+    with caplog.at_level(logging.DEBUG, logger="waitress"):
+        waitress_log.info("Client disconnected while serving /api/stream")
+    assert any(r.getMessage().startswith("Client disconnected") for r in caplog.records)
