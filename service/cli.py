@@ -28,6 +28,8 @@ from service.errors import BedsideError, ConfigError, RecordingError, SensorErro
 logger = logging.getLogger("bedside")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG, EXIT_INPUT, EXIT_STORE = 0, 1, 2, 3, 4, 5
+#: The reader of our standard output went away (128 + SIGPIPE, what a shell tool killed by it returns).
+EXIT_BROKEN_PIPE = 141
 
 
 def _setup_logging(level: str) -> None:
@@ -886,3 +888,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``bedside analyze --json | head``): stop quietly, as a shell tool
+        # killed by SIGPIPE would, and keep Python's exit-time flush from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE

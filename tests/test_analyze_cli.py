@@ -136,3 +136,21 @@ def test_live_daemon_and_analyze_find_the_same_events_on_the_same_recording(
     ]
     offline_view = [(e["type"], round(e["start_s"], 1)) for e in fibre_doc["events"]]
     assert sorted(live_view) == sorted(offline_view)
+
+
+def test_json_into_a_pipe_that_closes_early_ends_quietly(tmp_path: Path) -> None:
+    """``bedside analyze ... --json | head`` used to end in a BrokenPipeError traceback."""
+    night = SimulatedNight(seed=5, rate_hz=50.0, duration_s=3600.0)
+    path = tmp_path / "night.npy"
+    np.save(path, night.render_all())  # its JSON (about 80 KB) is more than a pipe holds
+    analyze = subprocess.Popen(
+        [sys.executable, "-m", "service", "analyze", str(path), "--rate-hz", "50", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    assert analyze.stdout is not None and analyze.stderr is not None
+    assert analyze.stdout.read(10)
+    analyze.stdout.close()  # as `head -c 10` does
+    err = analyze.stderr.read().decode()
+    analyze.stderr.close()
+    assert analyze.wait(60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
