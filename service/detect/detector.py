@@ -178,6 +178,7 @@ class Detector:
         keep_s = 300.0
         keep_int = round(keep_s * self.fs)
         self.t_move = _Tape(np.float64, keep_int)
+        self.t_det = _Tape(np.float64, keep_int)
         self.t_breath = _Tape(np.float64, keep_int)
         self.t_raw = _Tape(np.float64, keep_int)
         keep_fr = round(keep_s / self.frame_s)
@@ -248,9 +249,10 @@ class Detector:
             return []
         bands = self.cond.process(h.clean, h.fault, h.resets)
         self.t_move.append(bands.move)
+        self.t_det.append(bands.det)
         self.t_breath.append(bands.breath)
         self.t_raw.append(bands.raw)
-        env, ff = self.env.process(bands.move, bands.fault)
+        env, ff = self.env.process(bands.det, bands.fault)
         renv, rf, rbase = self.base.process(env, ff)
         if renv.size:
             return self._frames(renv, rf, rbase)
@@ -408,7 +410,8 @@ class Detector:
         depend on the block size). Relative to the baseline at the onset:
 
         * start: from the end of the onset frame back over the samples whose centred 0.1-s
-          RMS of the movement band is at or above ``onset_k`` (dips shorter than
+          RMS of the detection band (the movement band with the steeper low edge the envelope
+          and baseline use) is at or above ``onset_k`` (dips shorter than
           ``onset_gap_s`` pass), at most ``onset_lookback_s`` before the onset frame: the rise
           a movement spends under ``k_on``;
         * end: the last sample up to the segment's end frame whose *edge envelope* is at or
@@ -426,7 +429,7 @@ class Detector:
         if hi <= i_on or hi - lo > self.t_move.keep:
             # longer than the tapes are sure to hold (whatever the block size): the frames
             return coarse
-        band = self.t_move.get(lo, hi)
+        band = self.t_det.get(lo, hi)
         raw = self.t_raw.get(lo, hi)
         base = self.f_base.get(s.start, s.start + 1)
         if band.size != hi - lo or raw.size != hi - lo or base.size == 0:

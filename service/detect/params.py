@@ -71,6 +71,12 @@ class DetectorParams:
     move_band_high_hz: float = param(
         20.0, "Upper edge of the movement band, Hz (capped at 0.45 x the internal rate)."
     )
+    move_edge_order: int = param(
+        2,
+        "Extra Butterworth high-pass order at move_band_low_hz for the movement envelope, its "
+        "baseline and the boundaries (0: the band filter's soft 2nd-order edge alone, which lets "
+        "a real sensor's 1-2 Hz heartbeat energy into the resting level).",
+    )
     internal_rate_hz: float = param(
         50.0, "Input is low-passed and decimated by an integer factor to at least this rate, Hz."
     )
@@ -146,7 +152,7 @@ class DetectorParams:
     )
     spasm_min_s: float = param(2.0, "Shortest sustained spasm, seconds.")
     spasm_sustain_k: float = param(
-        25.0, "A tonic spasm's median envelope over its core is at least this x baseline."
+        26.0, "A tonic spasm's median envelope over its core is at least this x baseline."
     )
     clonus_low_hz: float = param(3.0, "Lowest burst rate of clonus (rhythmic 3-8 Hz), Hz.")
     clonus_high_hz: float = param(8.0, "Highest burst rate of clonus, Hz.")
