@@ -535,10 +535,24 @@ class Daemon:
             on_connection_change=self._on_mqtt_connection,
             discovery=discovery_json(self.topics, __version__) if self.cfg.mqtt.discovery else None,
         )
+        await self._queue_last_night()
         self.mqtt.start()
         if self.live.outbox_len:
             logger.info("%d message(s) waiting in the outbox from before", self.live.outbox_len)
             self.mqtt.kick()
+
+    async def _queue_last_night(self) -> None:
+        """Queue the last finished night's summary, retained, unless one is already waiting: a broker
+        that lost its retained messages, or nights written by ``bedside demo-history``, would otherwise
+        leave Home Assistant's "last night" sensors unknown until the next night ends."""
+        assert self.store is not None
+        last = await self.store.last_finished_night(self.cfg.unit_id)
+        if last is None or await self.store.outbox_waits_on(self.topics.night):
+            return
+        summary = last["summary"] or await self._summary_of(last["id"], last["ended_at"], last["kind"])
+        payload = json.dumps({**summary, "ended": last["ended_at"]}, separators=(",", ":"))
+        await self.store.add_outbox([(self.topics.night, payload, 1, True)], iso_utc(utc_now()))
+        self.live.outbox_len = await self.store.outbox_len()
 
     async def _stop_mqtt(self) -> None:
         assert self.mqtt is not None and self.store is not None

@@ -263,3 +263,26 @@ def test_a_restless_night_is_rate_limited_on_the_wire_but_fully_stored(
     last_state = json.loads(sub.on(f"{ROOT}/state")[-1].payload)
     assert last_state["suppressed_events"] == len(stored) - len(wire)
     assert sum(last_state["counts"].values()) == len(stored), "the counts include held-back events"
+
+
+def test_the_last_finished_night_is_published_retained_at_start(tmp_path: Path, broker: Broker) -> None:
+    """Nights written by ``bedside demo-history`` (or kept while the broker lost its retained
+    messages) reach ``night`` when the daemon starts, so Home Assistant's last-night sensors are
+    never left unknown until the next night ends."""
+    from service.demo_history import build_history
+
+    db = tmp_path / "b.sqlite3"
+    ids = build_history(db, nights=2, raw_days=0, duration_h=1.0, unit_id=UNIT, seed=3)
+    last_ended = query(db, "SELECT ended_at FROM nights WHERE id = ?", ids[-1])[0][0]
+    proc = start_daemon(_args(db, broker, "--speed", "1", "--duration-s", "3600"), tmp_path / "d.log")
+    try:
+        sub = Subscriber(broker.host, broker.port, f"{ROOT}/night")
+        sub.wait_for(lambda: bool(sub.on(f"{ROOT}/night")), what="the last night on the wire")
+        late = Subscriber(broker.host, broker.port, f"{ROOT}/night")  # what Home Assistant gets later
+        late.wait_for(lambda: bool(late.on(f"{ROOT}/night")), what="the retained night")
+        msg = late.on(f"{ROOT}/night")[0]
+        doc = json.loads(msg.payload)
+        assert msg.retain and doc["ended"] == last_ended and doc["night_id"] == ids[-1]
+        assert doc["time_in_bed_min"] > 30
+    finally:
+        assert stop_daemon(proc) == 0, (tmp_path / "d.log").read_text()

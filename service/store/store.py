@@ -515,6 +515,36 @@ class Store:
             "outbox acknowledgements", [("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs], True)]
         )
 
+    async def last_finished_night(self, unit_id: str) -> dict[str, Any] | None:
+        """The newest ended night (or nap) of this unit: ``id``, ``ended_at``, ``kind`` and its stored
+        ``summary`` (a dict, or None when none was stored), or None when no night has ended yet."""
+        async with self._db.execute(
+            "SELECT id, ended_at, kind, summary FROM nights WHERE unit_id = ? AND ended_at IS NOT NULL "
+            "ORDER BY ended_at DESC LIMIT 1",
+            (unit_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        try:
+            summary = json.loads(row[3]) if row[3] else None
+        except ValueError:
+            summary = None
+        return {"id": row[0], "ended_at": row[1], "kind": row[2],
+                "summary": summary if isinstance(summary, dict) else None}  # fmt: skip
+
+    async def outbox_waits_on(self, topic: str) -> bool:
+        """Whether a message for ``topic`` is still waiting for the broker."""
+        async with self._db.execute("SELECT 1 FROM outbox WHERE topic = ? LIMIT 1", (topic,)) as cur:
+            return await cur.fetchone() is not None
+
+    async def add_outbox(self, messages: list[tuple[str, str, int, bool]], created_at: str) -> None:
+        """Queue messages ``(topic, payload, qos, retain)`` that no other row goes with."""
+        await self._write(
+            "outbox messages",
+            [(_OUTBOX_INSERT, [(t, p, q, int(r), created_at) for t, p, q, r in messages], True)],
+        )
+
     async def outbox_len(self) -> int:
         """Messages still waiting for the broker."""
         async with self._db.execute("SELECT COUNT(*) FROM outbox") as cur:
