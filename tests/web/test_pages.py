@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sqlite3
@@ -598,3 +599,16 @@ def test_tags_and_the_unknown_sleep_state_are_shown_in_words() -> None:
     assert tag_label("medication:baclofen") == "Medication: baclofen"
     assert tag_label("medication", "baclofen") == "Medication: baclofen"
     assert state_value("asleep", None).startswith("not known yet")
+
+
+def test_the_nights_table_names_tags_in_words(week: Week, open_app: Flask) -> None:
+    from web.display import tag_label
+
+    page = open_app.test_client().get("/nights").get_data(as_text=True)
+    shown = re.findall(r'<span class="tag">([^<]*)</span>', page)
+    conn = connect(week.path)
+    stored = conn.execute("SELECT tag, detail FROM tags").fetchall()
+    conn.close()
+    assert shown and stored
+    assert {html.unescape(s) for s in shown} <= {tag_label(t, d) for t, d in stored}
+    assert not [s for s in shown if "_" in s]  # raw keys such as late_exercise
