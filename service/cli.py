@@ -310,6 +310,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from hardware.replay import load_recording
     from service.analyze import analysis_json
     from service.config import load_config
+    from service.signal_check import recording_problems
 
     overrides = {"detector": {"profile": args.profile}} if args.profile else None
     cfg = load_config(args.config, overrides=overrides)
@@ -320,6 +321,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         time_column=args.time_column,
         time_unit=args.time_unit,
     )
+    for problem in recording_problems(rec.samples):
+        print(f"bedside analyze: warning: {problem}", file=sys.stderr)
     doc = analysis_json(rec.samples, rec.rate_hz, cfg.detector_params())
     if args.json:
         json.dump(doc, sys.stdout, separators=(",", ":"))

@@ -73,3 +73,27 @@ def problems(level: Level) -> list[str]:
             "floating; check the mid-rail bias and the load resistor"
         )
     return out
+
+
+#: Share of samples equal to the one before above which a recording hardly looks like a raw sensor
+#: signal: a bed sensor's noise changes it at almost every sample (2 % repeats on the real under-
+#: mattress and IMU recordings), a rate or a temperature column repeats (88-99 %).
+REPEAT_SHARE = 0.8
+
+
+def repeat_share(x: np.ndarray) -> float:
+    """Share of samples equal to the sample before (0 for fewer than two samples)."""
+    x = np.asarray(x)
+    return float(np.mean(x[1:] == x[:-1])) if x.size > 1 else 0.0
+
+
+def recording_problems(x: np.ndarray) -> list[str]:
+    """What makes a recording unlikely to be a raw bed-sensor signal, in words (empty when none)."""
+    share = repeat_share(x)
+    if share > REPEAT_SHARE:
+        return [
+            f"{share:.0%} of samples repeat the one before, where a raw bed-sensor signal changes at "
+            "almost every sample: this column looks like a computed value (a rate, a temperature), "
+            "or the sensor barely moves the ADC; the events found in it may mean nothing"
+        ]
+    return []

@@ -154,3 +154,16 @@ def test_json_into_a_pipe_that_closes_early_ends_quietly(tmp_path: Path) -> None
     analyze.stderr.close()
     assert analyze.wait(60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_column_that_is_no_raw_signal_is_analysed_with_a_warning_a_sensor_column_without(
+    tmp_path: Path,
+) -> None:
+    """The recording's oximeter column (a heart rate updated every 2 s) gave an intensity in the
+    hundreds of millions with no word that it is not a bed signal."""
+    path = shared_file(FIBRE)
+    code, out, err = _analyze(str(path), *FIBRE_ARGS[2:], "--column", "PulseOximeter_results", "--json")
+    assert code == EXIT_OK and json.loads(out)["recording"]["samples"] == 55850
+    assert "warning" in err and "repeat the one before" in err
+    code, _, err = _analyze(str(path), *FIBRE_ARGS, "--json")
+    assert code == EXIT_OK and "warning" not in err
