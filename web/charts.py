@@ -241,8 +241,15 @@ def _anchor(x: float) -> str:
     return "middle"
 
 
-def night_axis(night: dict[str, Any], epochs: Sequence[dict[str, Any]]) -> TimeAxis:
-    """The night from its start to its end (or its last epoch, for a night still running)."""
+def night_axis(
+    night: dict[str, Any],
+    epochs: Sequence[dict[str, Any]],
+    events: Sequence[dict[str, Any]] = (),
+    vitals: Sequence[dict[str, Any]] = (),
+) -> TimeAxis:
+    """The night from its start to its end; for a night still running, to its newest data: the end
+    of its last epoch, event or vitals reading (epochs reach the store in batches, events and vitals
+    at once, so the newest minute is in the latter)."""
     start = parse_iso_utc(night["started_at"])
     end = parse_iso_utc(night["ended_at"]) if night.get("ended_at") else None
     if end is None:
@@ -250,6 +257,12 @@ def night_axis(night: dict[str, Any], epochs: Sequence[dict[str, Any]]) -> TimeA
         if epochs:
             last = epochs[-1]
             end = max(end, parse_iso_utc(last["start_at"]) + timedelta(seconds=float(last["duration_s"])))
+        # stored times share one ISO format (service.timefmt.iso_utc), so the text's maximum is the
+        # latest: one parse, not one per row
+        if events:
+            end = max(end, parse_iso_utc(max(str(e["end_at"]) for e in events)))
+        if vitals:
+            end = max(end, parse_iso_utc(max(str(v["t_at"]) for v in vitals)))
     return TimeAxis(start, end)
 
 

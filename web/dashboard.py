@@ -115,7 +115,7 @@ def _tonight_chart(conn: sqlite3.Connection | None, night_id: str | None) -> dic
     if view is None:
         return None
     data = view.data
-    whole = charts.night_axis(data.night, data.epochs)
+    whole = charts.night_axis(data.night, data.epochs, data.events, data.vitals)
     axis = charts.TimeAxis(max(whole.start, whole.end - timedelta(seconds=LIVE_WINDOW_S)), whole.end)
     types = _event_types(data.events)
 
@@ -254,7 +254,7 @@ def _event_at(data: Any, kind: str | None, at: str | None) -> str:
     """The id of the event of ``kind`` (its label if relabelled) starting nearest local time ``at``."""
     if kind is None or at is None:
         raise BadRequest(description="type and at: give both (an event type and a local time HH:MM:SS)")
-    axis = charts.night_axis(data.night, data.epochs)
+    axis = charts.night_axis(data.night, data.epochs, data.events, data.vitals)
     moment = _clock_in_night(at, "at", axis)
     candidates = [e for e in data.events if (e.get("label") or e["event_type"]) == kind]
     if not candidates:
@@ -312,7 +312,7 @@ def _render_night(
     conn: sqlite3.Connection, view: history.NightView, event_id: str | None, error: str | None
 ) -> ResponseReturnValue:
     data = view.data
-    whole = charts.night_axis(data.night, data.epochs)
+    whole = charts.night_axis(data.night, data.epochs, data.events, data.vitals)
     zoom = _zoom(whole)
     axis = charts.TimeAxis(*zoom) if zoom else whole
     types = _event_types(data.events)

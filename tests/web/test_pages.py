@@ -13,6 +13,7 @@ from flask import Flask
 
 from service.history.load import connect, load_night
 from service.history.summary import summarize_night
+from service.timefmt import parse_iso_utc
 from tests import webutil
 from tests.webutil import Client, Week, http
 from web import create_app
@@ -612,3 +613,24 @@ def test_the_nights_table_names_tags_in_words(week: Week, open_app: Flask) -> No
     assert shown and stored
     assert {html.unescape(s) for s in shown} <= {tag_label(t, d) for t, d in stored}
     assert not [s for s in shown if "_" in s]  # raw keys such as late_exercise
+
+
+def test_tonight_reaches_the_newest_event_and_reading_before_the_epochs_are_stored(week: Week) -> None:
+    """Epochs reach the store in batches; a running night's chart ended at its last stored epoch,
+    so Tonight's last hour showed nothing of the newest minutes (events and heart rate were there)."""
+    night_id = week.night_ids[-1]
+    conn = sqlite3.connect(week.path)
+    (last_end,) = conn.execute("SELECT max(end_at) FROM events WHERE night_id = ?", (night_id,)).fetchone()
+    conn.execute("UPDATE nights SET ended_at = NULL, summary = NULL WHERE id = ?", (night_id,))
+    # as if the last 20 minutes of epochs were still batched in the daemon
+    conn.execute(
+        "DELETE FROM epochs WHERE night_id = ? "
+        "AND start_at > strftime('%Y-%m-%dT%H:%M:%fZ', ?, '-20 minutes')",
+        (night_id, last_end),
+    )
+    conn.commit()
+    conn.close()
+    app = create_app({"DATABASE": str(week.path), "LOGIN_REQUIRED": False})
+    chart = app.test_client().get("/tonight/chart").get_data(as_text=True)
+    t1 = int(re.search(r'data-t1="(\d+)"', chart).group(1))  # type: ignore[union-attr]
+    assert t1 >= parse_iso_utc(last_end).timestamp() * 1000 - 1000
