@@ -98,12 +98,17 @@ def test_bench_dashboard_times_both_pages_both_ways_with_every_night_on_trends(t
     assert doc["databases"]["night"]["events"] == 300
     assert doc["databases"]["trends"]["nights"] == doc["databases"]["trends"]["shown"] == 5
     rows = {(t["page"], t["via"]): t for t in doc["timings"]}
-    assert set(rows) == {("night", "http"), ("night", "client"), ("trends", "http"), ("trends", "client")}
+    pages = ("night", "zoom", "trends")
+    assert set(rows) == {(page, via) for page in pages for via in ("http", "client")}
     assert rows[("trends", "http")]["url"] == "/trends?range=all"
+    assert "from=" in rows[("zoom", "http")]["url"] and "to=" in rows[("zoom", "http")]["url"]
     for t in rows.values():
         assert t["requests"] == 2 and 0 < t["median_ms"] <= t["max_ms"] and t["bytes"] > 0
-        assert t["verdict"] in ("ok", "SLOW") and t["goal_ms"] == {"night": 300, "trends": 500}[t["page"]]
-    assert rows[("night", "http")]["bytes"] == rows[("night", "client")]["bytes"]  # the same page both ways
+        assert t["verdict"] in ("ok", "SLOW", "BIG", "SLOW BIG")
+        assert t["goal_ms"] == {"night": 50, "zoom": 50, "trends": 500}[t["page"]]
+        assert t["goal_kib"] == {"night": 200, "zoom": 200, "trends": None}[t["page"]]
+    for page in pages:  # the same page both ways
+        assert rows[(page, "http")]["bytes"] == rows[(page, "client")]["bytes"]
 
 
 def test_bench_storage_measures_growth_with_and_without_the_raw_signal(tmp_path: Path) -> None:
