@@ -119,6 +119,14 @@ def test_a_new_event_appears_on_tonight_without_a_reload(
                 timeout_s=40,
                 what="a heart rate and a dozen events on Tonight",
             )
+        with contextlib.suppress(TimeoutError):  # the last-hour chart is fetched again every 30 s
+            wait_for(
+                lambda: (
+                    int(driver.find_element(By.ID, "live-chart").get_attribute("data-refreshed") or 0) >= 1
+                ),
+                timeout_s=40,
+                what="the last-hour chart refreshed",
+            )
     choose_theme(driver, "dark")
     full_page_png(driver, screenshot_dir / "tonight.png", max_height_px=1600)
     set_viewport(driver, PHONE, mobile=True)
