@@ -12,12 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from service.config import Config, load_config
@@ -37,20 +35,10 @@ from service.doctor import (
 )
 from tests.broker import Broker, free_port
 from tests.daemonutil import REPO
+from tests.hardware import pins
 from tests.hardware.wire_fakes import FakeMCP3008
 
-
-@pytest.fixture()
-def mock_factory() -> Iterator[MockFactory]:
-    """gpiozero's MockFactory as the global pin factory (as tests/hardware/conftest.py does)."""
-    saved = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = saved
+mock_factory = pins.mock_factory  # the pin factory fixture of the hardware tests
 
 
 def _config(**sections: dict[str, Any]) -> Config:

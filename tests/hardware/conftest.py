@@ -1,26 +1,5 @@
-"""Fixtures of the hardware tests: a fresh gpiozero MockFactory per test."""
+"""Fixtures of the hardware tests: a fresh gpiozero MockFactory per test (tests/hardware/pins.py)."""
 
-from __future__ import annotations
+from tests.hardware.pins import mock_factory
 
-from collections.abc import Iterator
-
-import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
-
-
-@pytest.fixture()
-def mock_factory() -> Iterator[MockFactory]:
-    """Install a MockFactory as the global pin factory; reset and restore it afterwards.
-
-    Global because gpiozero's software SPI (which MockFactory's SPI is) asks for
-    ``Device.pin_factory`` whatever factory the device was given.
-    """
-    saved = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = saved
+__all__ = ["mock_factory"]
